@@ -1,0 +1,39 @@
+"""Shared fixtures: the real-format sample rows in ../shared/data, and a quiet, reproducible torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def xsum_sample() -> Path:
+    path = SHARED_DATA / "xsum_sample.jsonl"
+    if not path.exists():
+        pytest.fail(f"missing test data {path}: the project expects ../shared/data beside its root")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wmt16_sample() -> Path:
+    path = SHARED_DATA / "wmt16_en_ro_sample.jsonl"
+    if not path.exists():
+        pytest.fail(f"missing test data {path}: the project expects ../shared/data beside its root")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -1,0 +1,56 @@
+"""text-envs: Gymnasium environments in which writing text is a reinforcement-learning problem.
+
+``import text_envs`` registers the environments below and imports no torch, transformers or datasets;
+the heavy modules load on ``gym.make``.
+
+>>> import gymnasium as gym, text_envs
+>>> env = gym.make("TextSummarization-v0")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from gymnasium.envs.registration import register, registry
+
+__version__ = "0.1.0"
+
+#: Every env id this package registers, with its entry point.
+ENV_IDS: dict[str, str] = {
+    "TextSummarization-v0": "text_envs.tasks.summarization:TextSummarizationEnv",
+    "DialogueGeneration-v0": "text_envs.tasks.dialogue:DialogueGenerationEnv",
+    "MachineTranslation-v0": "text_envs.tasks.translation:MachineTranslationEnv",
+    "TextCopy-v0": "text_envs.tasks.copy:TextCopyEnv",
+}
+
+for _env_id, _entry_point in ENV_IDS.items():
+    if _env_id not in registry:
+        register(
+            id=_env_id,
+            entry_point=_entry_point,
+            # One episode is one text: its own token budget ends it (terminated), so no TimeLimit here.
+            reward_threshold=0.9 if _env_id == "TextCopy-v0" else None,
+        )
+
+# Public names served lazily so that `import text_envs` stays light.
+_LAZY = {
+    "TextGenerationEnv": "text_envs.core",
+    "make_reward": "text_envs.rewards",
+    "list_rewards": "text_envs.rewards",
+    "register_reward": "text_envs.rewards",
+    "evaluate": "text_envs.evaluation",
+    "load_tokenizer": "text_envs.tokenization",
+}
+
+__all__ = ["ENV_IDS", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'text_envs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

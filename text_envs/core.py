@@ -1,0 +1,356 @@
+"""The token-generation environment that every task builds on.
+
+One action is one token; an episode is one generated text. See ``docs/ARCHITECTURE.md`` for the
+observation contract shared with :mod:`sb3_ext`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from text_envs.data.sources import Example, ExampleSource
+from text_envs.errors import TextEnvsError, TokenizerMismatchError
+
+__all__ = ["TextGenerationEnv"]
+
+_PROMPT_CACHE_SIZE = 4096  # tokenized prompts kept per env (a few MB at most)
+
+
+class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
+    """Generate a text token by token for a prompt drawn from a data source; score it when it ends.
+
+    ## Action Space
+    ``Discrete(V)`` with ``V = len(tokenizer)``: the id of the next token.
+
+    ## Observation Space
+    A ``Dict`` of 1-D ``int64`` ``Box`` arrays (``P = max_prompt_tokens``, ``T = max_new_tokens``):
+
+    | key | shape | content |
+    |---|---|---|
+    | ``prompt_ids`` | ``(P,)`` | the tokenized prompt, left-padded with the pad id |
+    | ``prompt_mask`` | ``(P,)`` | 1 on prompt tokens, 0 on padding |
+    | ``generated_ids`` | ``(T,)`` | the tokens generated so far, right-padded with the pad id |
+    | ``generated_mask`` | ``(T,)`` | 1 on generated tokens, 0 after them |
+
+    ## Rewards
+    Terminal by default: the task reward (e.g. ROUGE-L F1 against the references) of the decoded text.
+    With ``dense_reward=True`` each step is paid the potential-based shaping ``gamma * phi(s') - phi(s)``
+    with ``phi`` the reward of the decoded prefix (``phi(terminal) = 0``), which changes no optimal policy
+    and, for ``gamma = 1``, sums to the terminal reward. Dense shaping decodes the prefix at every step.
+
+    ## Episode End
+    ``terminated=True`` when the action is the EOS token (``info["finish_reason"] == "eos"``) or when
+    ``T`` tokens were generated (``"budget_exhausted"``): the text is finished and scored either way.
+    ``truncated`` is never set here; it is left to outside limits such as a ``TimeLimit`` wrapper (SB3
+    bootstraps truncated steps with ``gamma * V(s')``, which would pay a budget-ending text twice).
+
+    ## Info
+    ``reset``: ``example_index``. Final step: ``prompt_text``, ``generated_text``, ``references``,
+    ``finish_reason``, ``budget_exhausted``, ``generated_length``, ``metrics`` (name -> value) and each
+    metric again as ``metric/<name>`` for ``Monitor(info_keywords=...)``.
+
+    :param source: the examples of one split.
+    :param tokenizer: a Hugging Face tokenizer (fast tokenizers are used through their Rust backend).
+    :param reward: a reward spec for :func:`text_envs.make_reward` (name, ``{name: weight}``, object,
+        callable), or None for tasks that pay per token only.
+    :param max_prompt_tokens: ``P``, the prompt length (longer prompts are truncated, shorter left-padded).
+    :param max_new_tokens: ``T``, the token budget of one generated text.
+    :param truncation_side: which end of a too-long prompt to drop: ``"right"`` keeps the beginning
+        (documents, sentences), ``"left"`` keeps the end (dialogue histories). Special tokens the
+        tokenizer adds (e.g. T5's closing ``</s>``) are kept either way.
+    :param dense_reward: pay potential-based shaping at every step (see Rewards).
+    :param shaping_gamma: the ``gamma`` of the shaping; use the algorithm's discount.
+    :param render_mode: ``"ansi"`` (``render()`` returns the text) or ``"human"`` (prints it).
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self,
+        source: ExampleSource,
+        tokenizer: Any,
+        *,
+        reward: Any = "rouge-l",
+        max_prompt_tokens: int = 256,
+        max_new_tokens: int = 64,
+        truncation_side: str = "right",
+        dense_reward: bool = False,
+        shaping_gamma: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise TextEnvsError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
+        for name, value in (("max_prompt_tokens", max_prompt_tokens), ("max_new_tokens", max_new_tokens)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise TextEnvsError(f"{name} must be a positive integer, got {value!r}.")
+        if truncation_side not in ("left", "right"):
+            raise TextEnvsError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}.")
+        self.source = source
+        self.tokenizer = tokenizer
+        self.max_prompt_tokens, self.max_new_tokens = int(max_prompt_tokens), int(max_new_tokens)
+        self.truncation_side = truncation_side
+        self.dense_reward, self.shaping_gamma = bool(dense_reward), float(shaping_gamma)
+        self.render_mode = render_mode
+
+        self.vocab_size = len(tokenizer)
+        self.eos_token_id, self.pad_token_id = self._check_special_ids(tokenizer, self.vocab_size)
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)  # Rust tokenizer: fast encode/decode
+        self._prefix_ids, self._suffix_ids = self._special_affixes(tokenizer)
+
+        if reward is None:
+            self.reward = None
+        else:
+            from text_envs.rewards import make_reward
+
+            self.reward = make_reward(reward)
+
+        P, T, V = self.max_prompt_tokens, self.max_new_tokens, self.vocab_size
+        self.action_space = spaces.Discrete(V)
+        self.observation_space = spaces.Dict(
+            {
+                "prompt_ids": spaces.Box(0, V - 1, (P,), np.int64),
+                "prompt_mask": spaces.Box(0, 1, (P,), np.int64),
+                "generated_ids": spaces.Box(0, V - 1, (T,), np.int64),
+                "generated_mask": spaces.Box(0, 1, (T,), np.int64),
+            }
+        )
+        self._prompt_cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._example: Example | None = None
+        self._example_index = -1
+        self._t = 0  # tokens generated so far
+        self._done = True
+        self._potential = 0.0
+        self._last_info: dict[str, Any] = {}
+        self._gen_ids = np.full(T, self.pad_token_id, dtype=np.int64)
+        self._gen_mask = np.zeros(T, dtype=np.int64)
+        self._prompt_ids = np.full(P, self.pad_token_id, dtype=np.int64)
+        self._prompt_mask = np.zeros(P, dtype=np.int64)
+
+    # ------------------------------------------------------------------ set-up helpers
+    @staticmethod
+    def _check_special_ids(tokenizer: Any, vocab_size: int) -> tuple[int, int]:
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is None:
+            raise TokenizerMismatchError(
+                f"The tokenizer {type(tokenizer).__name__} has no EOS token: a text env needs one to end "
+                "episodes. Set tokenizer.eos_token (e.g. tokenizer.add_special_tokens({'eos_token': '</s>'}))."
+            )
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:  # causal tokenizers (GPT-2) have no pad: padding positions are masked anyway
+            pad = eos
+        for what, token_id in (("EOS", eos), ("pad", pad)):
+            if not 0 <= token_id < vocab_size:
+                raise TokenizerMismatchError(
+                    f"The tokenizer's {what} id {token_id} does not fit its vocabulary of {vocab_size} tokens "
+                    f"(the action space is Discrete({vocab_size})): expected 0 <= id < {vocab_size}."
+                )
+        return int(eos), int(pad)
+
+    @staticmethod
+    def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+        """The special ids a tokenizer puts before and after a text (T5: ``[] / [</s>]``)."""
+        marker = -12345
+        try:
+            wrapped = list(tokenizer.build_inputs_with_special_tokens([marker]))
+        except Exception:
+            return [], []
+        if marker not in wrapped:
+            return [], []
+        at = wrapped.index(marker)
+        return wrapped[:at], wrapped[at + 1 :]
+
+    # ------------------------------------------------------------------ text <-> ids
+    def encode_prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Tokenize a prompt into the ``(prompt_ids, prompt_mask)`` arrays of the observation.
+
+        Content tokens are truncated by ``truncation_side`` so that, with the tokenizer's own special
+        tokens around them, they fit ``max_prompt_tokens``; the result is left-padded.
+        """
+        if self._backend is not None:
+            content = self._backend.encode(text, add_special_tokens=False).ids
+        else:
+            content = self.tokenizer.encode(text, add_special_tokens=False)
+        room = max(self.max_prompt_tokens - len(self._prefix_ids) - len(self._suffix_ids), 0)
+        if len(content) > room:
+            content = content[:room] if self.truncation_side == "right" else content[len(content) - room :]
+        ids = (self._prefix_ids + list(content) + self._suffix_ids)[-self.max_prompt_tokens :]
+        P, n = self.max_prompt_tokens, len(ids)
+        prompt_ids = np.full(P, self.pad_token_id, dtype=np.int64)
+        prompt_mask = np.zeros(P, dtype=np.int64)
+        if n:
+            prompt_ids[P - n :] = ids
+            prompt_mask[P - n :] = 1
+        return prompt_ids, prompt_mask
+
+    def decode(self, ids: Any) -> str:
+        """Decode generated ids to text, dropping special tokens."""
+        ids = [int(i) for i in ids]
+        if self._backend is not None:
+            return self._backend.decode(ids, skip_special_tokens=True)
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # ------------------------------------------------------------------ data access
+    @property
+    def num_examples(self) -> int:
+        """The number of examples in this env's split."""
+        return len(self.source)
+
+    def example_text(self, index: int) -> tuple[str, list[str]]:
+        """``(prompt_text, references)`` of example ``index`` of the split."""
+        example = self.source[index]
+        return example.prompt, list(example.references)
+
+    def _prompt_arrays(self, index: int, example: Example) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._prompt_cache.get(index)
+        if cached is None:
+            cached = self.encode_prompt(example.prompt)
+            cached[0].setflags(write=False)  # shared by every observation of the episode
+            cached[1].setflags(write=False)
+            self._prompt_cache[index] = cached
+            if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
+                self._prompt_cache.popitem(last=False)
+        return cached
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        index = None if options is None else options.get("example_index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.source)))
+        elif not 0 <= int(index) < len(self.source):
+            raise TextEnvsError(
+                f"options['example_index'] must be in [0, {len(self.source)}) for this split, got {index}."
+            )
+        self._example_index = int(index)
+        self._example = self.source[self._example_index]
+        self._prompt_ids, self._prompt_mask = self._prompt_arrays(self._example_index, self._example)
+        self._gen_ids.fill(self.pad_token_id)
+        self._gen_mask.fill(0)
+        self._t = 0
+        self._done = False
+        self._potential = 0.0
+        self._last_info = {"example_index": self._example_index}
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), {"example_index": self._example_index}
+
+    def step(self, action: Any):
+        if self._done:
+            raise TextEnvsError(
+                "step() called before reset() or after the episode ended: call env.reset() first "
+                "(vector envs and SB3 reset automatically)."
+            )
+        try:
+            token = int(action)
+        except (TypeError, ValueError):
+            raise TextEnvsError(f"Expected an action that is one token id (an int), got {action!r}.") from None
+        if not 0 <= token < self.vocab_size:
+            raise TextEnvsError(f"Action {token} is outside the vocabulary: expected 0 <= action < {self.vocab_size}.")
+
+        t = self._t
+        self._gen_ids[t] = token
+        self._gen_mask[t] = 1
+        self._t = t + 1
+        finished_by_eos = token == self.eos_token_id
+        terminated = finished_by_eos or self._t >= self.max_new_tokens
+        reward = self.token_reward(t, token)
+        info: dict[str, Any] = {}
+        if terminated:
+            self._done = True
+            info = self._finish("eos" if finished_by_eos else "budget_exhausted")
+            final = info["reward"]
+            reward += final - self._potential if self.dense_reward else final
+        elif self.dense_reward and self.reward is not None:
+            potential = self._score(self.decode(self._gen_ids[: self._t]))[self.reward.name]
+            reward += self.shaping_gamma * potential - self._potential
+            self._potential = potential
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), float(reward), terminated, False, info
+
+    # ------------------------------------------------------------------ hooks for tasks
+    def token_reward(self, t: int, token: int) -> float:
+        """Reward paid for generating ``token`` at position ``t`` (0 here; per-token tasks override)."""
+        return 0.0
+
+    def _score(self, text: str) -> dict[str, float]:
+        example = self._example
+        values = self.reward.compute([text], [list(example.references)], [example.prompt])
+        out = {}
+        for name, vals in values.items():
+            v = float(vals[0])
+            if not np.isfinite(v):
+                raise TextEnvsError(
+                    f"The reward {name!r} returned {v} for example {self._example_index} "
+                    f"(generated {text!r}): rewards must be finite."
+                )
+            out[name] = v
+        return out
+
+    def _finish(self, reason: str) -> dict[str, Any]:
+        """Decode once, score, and build the final ``info``."""
+        n = self._t - (1 if reason == "eos" else 0)
+        text = self.decode(self._gen_ids[:n])
+        metrics = self._score(text) if self.reward is not None else {}
+        metrics.update(self.extra_metrics(self._gen_ids[: self._t]))
+        info: dict[str, Any] = {
+            "prompt_text": self._example.prompt,
+            "generated_text": text,
+            "references": list(self._example.references),
+            "finish_reason": reason,
+            "budget_exhausted": reason == "budget_exhausted",
+            "generated_length": self._t,
+            "example_index": self._example_index,
+            "reward": metrics[self.reward.name] if self.reward is not None else 0.0,
+            "metrics": metrics,
+        }
+        for name, value in metrics.items():
+            info[f"metric/{name}"] = value
+        self._last_info = info
+        return info
+
+    def extra_metrics(self, generated_ids: np.ndarray) -> dict[str, float]:
+        """Task-specific values added to the final ``info["metrics"]`` (none here)."""
+        return {}
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {
+            "prompt_ids": self._prompt_ids,
+            "prompt_mask": self._prompt_mask,
+            "generated_ids": self._gen_ids.copy(),
+            "generated_mask": self._gen_mask.copy(),
+        }
+
+    # ------------------------------------------------------------------ rendering
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            gym.logger.warn('render() called without a render_mode: pass render_mode="ansi" or "human" to gym.make.')
+            return None
+        if self._example is None:
+            text = "(no episode yet: call reset())"
+        else:
+            generated = self.decode(self._gen_ids[: self._t])
+            status = "finished (" + self._last_info.get("finish_reason", "") + ")" if self._done else "in progress"
+            lines = [
+                f"Prompt    : {self._example.prompt}",
+                f"Generated : {generated}   [{self._t}/{self.max_new_tokens} tokens, {status}]",
+            ]
+            lines += [f"Reference : {ref}" for ref in self._example.references]
+            if self._done and self._last_info.get("metrics"):
+                lines.append("Metrics   : " + ", ".join(f"{k}={v:.4f}" for k, v in self._last_info["metrics"].items()))
+            text = "\n".join(lines)
+        if self.render_mode == "human":
+            print(text + "\n")
+            return None
+        return text
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_prompt_cache"] = OrderedDict()  # rebuilt on demand; keeps pickles small
+        return state
