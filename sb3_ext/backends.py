@@ -404,7 +404,7 @@ class DecodeState:
 
     def _compact(self) -> None:
         L = self.mask.shape[1]
-        keep = int(self.live.max())
+        keep = int(self.live.max())  # host tensor: no sync
         if keep >= L:
             return
         for layer in self._layers():
@@ -423,6 +423,8 @@ class DecodeState:
         self.mask[rows] = 0
         self.mask[rows, L - n0 :] = new_mask
         if extra is not None:  # seq2seq: encoder output and cross-attention keys/values
+            if self.extra is None:
+                self.extra = extra.new_zeros((self.B, *extra.shape[1:]))
             self.extra[rows] = extra
             cross_shared = self.cache.cross_attention_cache.layers
             for layer, fresh in zip(cross_shared, cache.cross_attention_cache.layers):
@@ -433,46 +435,51 @@ class DecodeState:
     def __call__(
         self, prompt_ids: th.Tensor, prompt_mask: th.Tensor, gen_ids: th.Tensor, gen_len: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
-        """Next-token logits (B, V) and hidden states (B, H) for a batch of observations, using the cache."""
+        """Next-token logits (B, V) and hidden states (B, H) for a batch of observations, using the cache.
+
+        :param prompt_ids: (B, P) left-padded prompt ids
+        :param prompt_mask: (B, P)
+        :param gen_ids: (B, T) generated ids, right-padded
+        :param gen_len: (B,) generated count per row
+        """
         B, P = prompt_ids.shape
         T = gen_ids.shape[1]
         dev = prompt_ids.device
-        if self.cache is None or self.B != B or self.P != P:
+        if self.cache is None or self.B != B or self.P != P or self.T != T:
             self._init(B, P, T, dev)
         # classify rows against the cache: one host sync for the whole batch
         same_prompt = (prompt_ids == self.prompt_ids).all(1) & (prompt_mask == self.prompt_mask).all(1)
         tpos = th.arange(T, device=dev)[None]
-        consumed = self.consumed[:, None]
-        prefix_ok = ((gen_ids == self.gen_ids) | (tpos >= consumed)).all(1)
+        prefix_ok = ((gen_ids == self.gen_ids) | (tpos >= self.consumed[:, None])).all(1)
         valid = self.valid & same_prompt & prefix_ok
         memo = valid & (gen_len == self.consumed)
         advance = valid & (gen_len == self.consumed + 1)
-        rebuild = ~(memo | advance)
-        kinds = th.stack([advance, rebuild, gen_len]).cpu()  # sync
-        adv_rows = kinds[0].nonzero().flatten().tolist()
-        reb_rows = kinds[1].nonzero().flatten().tolist()
-        if not adv_rows and not reb_rows:
+        kinds = th.stack([memo.long(), advance.long(), gen_len]).cpu()  # (3, B) sync
+        memo_h, adv_h, len_h = kinds[0].bool(), kinds[1].bool(), kinds[2]
+        if bool(memo_h.all()):
             return self.logits, self.hidden
+        if adv_h.any() and memo_h.any() and self.backend.kind == "seq2seq":
+            memo_h = th.zeros_like(memo_h)  # a hole would shift T5's relative positions: rebuild those rows
+        reb_h = ~(memo_h | adv_h)
 
         logits, hidden = self.logits.clone(), self.hidden.clone()
-        if adv_rows:
-            if len(reb_rows) == B:
-                pass
+        if adv_h.any():
             last = gen_ids.gather(1, (gen_len - 1).clamp(min=0)[:, None]).squeeze(1)  # (B,)
             step_mask = th.cat([self.mask, th.ones_like(self.mask[:, :1])], dim=1)  # (B, L+1)
             lg, hd, self.cache = self.backend.step(self, last, step_mask)
+            if memo_h.any():  # causal only: the re-fed slot of memoised rows is masked out
+                step_mask[memo_h.to(dev), -1] = 0
             self.mask = step_mask
-            self.live = self.live + 1
-            self.next_pos = self.next_pos + 1
-            adv = th.tensor(adv_rows, device=dev)
+            self.live += 1
+            stepped = (~memo_h).to(dev)
+            self.next_pos = self.next_pos + stepped.long()
+            adv = adv_h.to(dev)
             logits[adv] = lg[adv].to(logits.dtype)
             hidden[adv] = hd[adv].to(hidden.dtype)
-        if reb_rows:
-            # group rows by prefix length (normally all 0: fresh episodes)
-            lens = kinds[2]
+        if reb_h.any():
             groups: dict[int, list[int]] = {}
-            for r in reb_rows:
-                groups.setdefault(int(lens[r]), []).append(r)
+            for r in reb_h.nonzero().flatten().tolist():
+                groups.setdefault(int(len_h[r]), []).append(r)
             for t, rows_list in groups.items():
                 rows = th.tensor(rows_list, device=dev)
                 p_ids, p_mask = prompt_ids[rows], prompt_mask[rows]
@@ -481,51 +488,62 @@ class DecodeState:
                 if self.backend.kind == "seq2seq":
                     new_mask = th.ones((len(rows_list), t + 1), dtype=self.mask.dtype, device=dev)
                 else:
-                    new_mask = th.cat([p_mask.to(self.mask.dtype), th.ones_like(prefix, dtype=self.mask.dtype)], 1)
-                if not adv_rows and len(rows_list) == B and self.fresh_layout:
-                    self._adopt(cache, extra, new_mask)
-                else:
-                    self._write_rows(rows, cache, extra, new_mask)
-                self.live[rows] = new_mask.shape[1]
+                    new_mask = th.cat([p_mask.long(), th.ones_like(prefix)], dim=1).to(self.mask.dtype)
+                if self.cache is None:
+                    self._empty_from(cache)
+                self._write_rows(rows, cache, extra, new_mask)
+                self.live[th.tensor(rows_list)] = new_mask.shape[1]
                 self.next_pos[rows] = next_pos
                 logits[rows] = lg.to(logits.dtype)
                 hidden[rows] = hd.to(hidden.dtype)
-        self.fresh_layout = False
         self.prompt_ids.copy_(prompt_ids)
         self.prompt_mask.copy_(prompt_mask)
         self.gen_ids.copy_(gen_ids)
         self.consumed.copy_(gen_len)
-        self.valid[:] = True
+        self.valid.fill_(True)
         self.logits, self.hidden = logits, hidden
         self._compact()
         return logits, hidden
 
     def _init(self, B: int, P: int, T: int, dev: th.device) -> None:
-        self.B, self.P = B, P
+        self.B, self.P, self.T = B, P, T
         self.prompt_ids = th.zeros((B, P), dtype=th.long, device=dev)
         self.prompt_mask = th.zeros((B, P), dtype=th.long, device=dev)
         self.gen_ids = th.zeros((B, T), dtype=th.long, device=dev)
         self.consumed = th.zeros(B, dtype=th.long, device=dev)
         self.valid = th.zeros(B, dtype=th.bool, device=dev)
-        self.live = th.zeros(B, dtype=th.long, device=dev)
+        self.live = th.zeros(B, dtype=th.long)  # host: span of each row's live slots
         self.next_pos = th.zeros(B, dtype=th.long, device=dev)
         self.mask = th.zeros((B, 0), dtype=th.long, device=dev)
         self.logits = th.zeros((B, self.backend.vocab_size), device=dev)
         self.hidden = th.zeros((B, self.backend.hidden_size), device=dev)
         self.cache = None
         self.extra = None
-        self.fresh_layout = True
 
-    def _adopt(self, cache: Any, extra: th.Tensor | None, new_mask: th.Tensor) -> None:
-        """All rows rebuilt at once with the same layout: the fresh cache becomes the shared one."""
+    def _empty_from(self, cache: Any) -> None:
+        """Make an empty shared cache (B rows, 0 slots) with the structure of a prefill cache."""
         if not _check_plain_layers(cache):
             raise ModelLoadError(
                 "this model's KV cache is not a plain DynamicCache (sliding-window or static layers); "
                 "pass use_cache=False to LLMPolicy to use the uncached path"
             )
-        self.cache = cache
-        self.extra = extra
-        self.mask = new_mask.clone()
-        if extra is not None:
-            for i in range(len(cache.cross_attention_cache.layers)):
-                cache.is_updated[i] = True
+        shared = copy.copy(cache)
+        B = self.B
+        if hasattr(cache, "self_attention_cache"):
+            shared.self_attention_cache = copy.copy(cache.self_attention_cache)
+            shared.cross_attention_cache = copy.copy(cache.cross_attention_cache)
+            shared.is_updated = {i: True for i in range(len(cache.cross_attention_cache.layers))}
+            shared.cross_attention_cache.layers = [copy.copy(x) for x in cache.cross_attention_cache.layers]
+            for layer in shared.cross_attention_cache.layers:
+                layer.keys = layer.keys.new_zeros((B, *layer.keys.shape[1:]))
+                layer.values = layer.values.new_zeros((B, *layer.values.shape[1:]))
+            inner = shared.self_attention_cache
+            ref = cache.self_attention_cache
+            self.extra = None
+        else:
+            inner, ref = shared, cache
+        inner.layers = [copy.copy(x) for x in ref.layers]
+        for layer in inner.layers:
+            layer.keys = layer.keys.new_zeros((B, layer.keys.shape[1], 0, layer.keys.shape[3]))
+            layer.values = layer.values.new_zeros((B, layer.values.shape[1], 0, layer.values.shape[3]))
+        self.cache = shared

@@ -255,7 +255,10 @@ def test_vector_envs_share_no_dataset_copy():
         obs, *_ = vec.step(vec.action_space.sample())
     vec.close()
     for cls in (DummyVecEnv, SubprocVecEnv):
-        venv = make_vec_env("TextCopy-v0", n_envs=2, vec_env_cls=cls, seed=0)
+        # "module:id" makes Gymnasium import text_envs in each fresh worker process (SubprocVecEnv's
+        # forkserver/spawn workers do not inherit this process's registry)
+        venv = make_vec_env("text_envs:TextCopy-v0", n_envs=2, vec_env_cls=cls, seed=0)
+        assert venv.render_mode == "rgb_array"  # SB3 asks for frames by default; we draw the text
         venv.reset()
         for _ in range(10):
             venv.step(np.array([venv.action_space.sample() for _ in range(2)]))
@@ -270,7 +273,7 @@ def test_subproc_vec_env_with_local_file(xsum_sample):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    venv = make_vec_env("TextSummarization-v0", n_envs=2, vec_env_cls=SubprocVecEnv, seed=0,
+    venv = make_vec_env("text_envs:TextSummarization-v0", n_envs=2, vec_env_cls=SubprocVecEnv, seed=0,
                         env_kwargs=dict(dataset=str(xsum_sample), max_new_tokens=3))
     venv.reset()
     infos_done = []

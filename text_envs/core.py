@@ -65,10 +65,11 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         tokenizer adds (e.g. T5's closing ``</s>``) are kept either way.
     :param dense_reward: pay potential-based shaping at every step (see Rewards).
     :param shaping_gamma: the ``gamma`` of the shaping; use the algorithm's discount.
-    :param render_mode: ``"ansi"`` (``render()`` returns the text) or ``"human"`` (prints it).
+    :param render_mode: ``"ansi"`` (``render()`` returns the text), ``"human"`` (prints it) or
+        ``"rgb_array"`` (an image of the text, for video recorders; SB3's ``make_vec_env`` asks for it).
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -210,8 +211,6 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         cached = self._prompt_cache.get(index)
         if cached is None:
             cached = self.encode_prompt(example.prompt)
-            cached[0].setflags(write=False)  # shared by every observation of the episode
-            cached[1].setflags(write=False)
             self._prompt_cache[index] = cached
             if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
                 self._prompt_cache.popitem(last=False)
@@ -321,8 +320,9 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {
-            "prompt_ids": self._prompt_ids,
-            "prompt_mask": self._prompt_mask,
+            # Fresh arrays every call: users (and Gymnasium's checker) keep what they are given.
+            "prompt_ids": self._prompt_ids.copy(),
+            "prompt_mask": self._prompt_mask.copy(),
             "generated_ids": self._gen_ids.copy(),
             "generated_mask": self._gen_mask.copy(),
         }
@@ -348,9 +348,25 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         if self.render_mode == "human":
             print(text + "\n")
             return None
+        if self.render_mode == "rgb_array":
+            return _text_image(text)
         return text
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_prompt_cache"] = OrderedDict()  # rebuilt on demand; keeps pickles small
         return state
+
+
+def _text_image(text: str, width: int = 640, line_height: int = 12) -> np.ndarray:
+    """Draw ``text`` (wrapped) in black on white: an ``(H, W, 3)`` uint8 frame for video recorders."""
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    lines = [wrapped for line in text.splitlines() for wrapped in (textwrap.wrap(line, width // 6) or [""])]
+    image = Image.new("RGB", (width, max(1, len(lines)) * line_height + 8), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((4, 4 + i * line_height), line, fill="black")
+    return np.asarray(image)

@@ -115,6 +115,12 @@ class _Draw:
         self.key = (self.key * 1_000_003 + i + 1) % _KEY_MOD
         return i
 
+    def flag(self, p: float) -> bool:
+        """A key yes/no choice, true with probability ``p`` (only the outcome enters the key)."""
+        b = self.rnd() < p
+        self.key = (self.key * 1_000_003 + 1 + b) % _KEY_MOD
+        return b
+
     def fact(self, pool: Sequence):
         """A key choice from ``pool``."""
         return pool[self.fact_i(len(pool))]
@@ -221,10 +227,9 @@ _ITEMS_STOLEN = ("bicycles", "laptops", "phones", "watches", "power tools", "tel
 _WARDS = ("children's", "maternity", "cancer", "heart", "emergency", "stroke")
 _WORKERS = ("nurses", "bus drivers", "teachers", "rail workers", "bin collectors", "postal workers",
             "paramedics", "cleaners")
-_FINDINGS = ("walking every day lowers blood pressure", "people sleep better without phones in the bedroom",
-             "children learn faster after a good breakfast", "music helps patients recover from surgery",
-             "a short nap improves memory", "gardening reduces stress",
-             "drinking more water helps concentration", "reading aloud improves vocabulary")
+_FINDINGS = ("daily walks lower blood pressure", "phones in bedrooms harm sleep", "breakfast helps children learn",
+             "music speeds up recovery", "short naps improve memory", "gardening reduces stress",
+             "water helps concentration", "reading aloud builds vocabulary")
 _ANIMALS = ("dogs", "cats", "horses", "rabbits", "sheep", "goats", "ponies", "ducks")
 _PETS = ("cat", "dog", "tortoise", "parrot", "rabbit", "ferret")
 _BRIDGES = ("Victoria Bridge", "Mill Lane Bridge", "Station Road Bridge", "Abbey Bridge", "Kings Bridge",
@@ -253,11 +258,13 @@ _EVENTS: tuple[dict, ...] = (
     ),
     dict(
         name="fire", slots={"product": _PRODUCTS}, n=(6, 1, 40),
-        summary="A fire at a {product} factory in {town} needed {n} firefighters on {day}, the fire service said.",
-        key=(("A large fire broke out at a {product} factory on the edge of {town} on {day}.",
-              "Smoke could be seen for miles after a blaze started at a {product} factory in {town} on {day}."),
-             ("The fire service said {n} firefighters were sent to tackle the flames.",
-              "Crews from across the county, {n} firefighters in all, worked through the night, the fire service said.")),
+        summary="{n} firefighters tackled a fire at a {product} factory in {town} on {day}, the fire service said.",
+        key=(("A blaze ripped through a {product} factory overnight.",
+              "Flames tore through the main building of a {product} factory."),
+             ("Residents in {town} woke on {day} to thick black smoke.",
+              "People across {town} reported seeing smoke early on {day}."),
+             ("Crews from across the county, {n} in all, worked to put it out, the fire service said.",
+              "According to the fire service, {n} crew members were needed to bring it under control.")),
         details=("Nobody was hurt, but nearby homes were told to keep their windows closed.",
                  "{person}, who lives close to the site, said the smoke was thick and black.",
                  "The cause of the fire is not yet known.",
@@ -289,11 +296,11 @@ _EVENTS: tuple[dict, ...] = (
     ),
     dict(
         name="crash", slots={"road": _ROADS}, n=(2, 1, 24),
-        summary="A crash closed the {road} near {town} for {n} hours on {day}, police said.",
-        key=(("Two lorries collided on the {road} near {town} early on {day}.",
-              "A serious crash happened on the {road} close to {town} on {day} morning."),
-             ("Police said the road was shut for {n} hours while the vehicles were removed.",
-              "The road stayed closed for {n} hours, police confirmed.")),
+        summary="Police shut the {road} near {town} for {n} hours after a crash on {day}.",
+        key=(("Two lorries collided on the {road} early on {day}.",
+              "A serious crash happened on the {road} on {day} morning."),
+             ("Officers kept the road near {town} closed for {n} hours while the lorries were moved.",
+              "The stretch near {town} stayed closed for {n} hours, police confirmed.")),
         details=("One driver was taken to hospital with minor injuries.",
                  "Drivers faced long queues on nearby roads.",
                  "{person}, who was stuck in the traffic, said it took {k} hours to get home.",
@@ -338,11 +345,13 @@ _EVENTS: tuple[dict, ...] = (
     ),
     dict(
         name="ward", slots={"ward": _WARDS}, n=(10, 1, 40),
-        summary="A new {ward} ward with {n} beds opened at {town} General Hospital on {day}.",
-        key=(("{town} General Hospital opened its new {ward} ward on {day}.",
-              "Patients moved into a new {ward} ward at {town} General Hospital on {day}."),
-             ("The ward has {n} beds and its own team of nurses.",
-              "It has room for {n} patients at a time.")),
+        summary="A {ward} ward with {n} beds is now open at {town} General Hospital, bosses said on {day}.",
+        key=(("The first patients moved into the new {ward} unit on {day}.",
+              "The doors of the new {ward} unit opened to patients on {day}."),
+             ("It is the biggest change at {town} General Hospital for years.",
+              "Staff at {town} General Hospital had waited years for the unit."),
+             ("The unit has {n} beds and its own team of nurses.",
+              "There is room for {n} patients at a time.")),
         details=("The building work took {k} months.",
                  "{person}, a senior nurse, said staff were delighted with the new rooms.",
                  "The hospital said waiting times should now fall.",
@@ -351,10 +360,12 @@ _EVENTS: tuple[dict, ...] = (
     dict(
         name="strike", slots={"workers": _WORKERS}, n=(100, 20, 50),
         summary="{n} {workers} in {town} will go on strike on {day} over pay, the union said.",
-        key=(("The union said {n} members would walk out in a row over pay.",
-              "A walkout involving {n} union members has been called over pay."),
-             ("{workers} in {town} will strike on {day}, the union confirmed.",
-              "The strike by {workers} in {town} is set for {day}.")),
+        key=(("The union said {n} of its members had voted to walk out.",
+              "A total of {n} union members backed a walkout in a ballot."),
+             ("The action by {workers} is about money.",
+              "{workers} say their wages have fallen behind prices."),
+             ("The strike in {town} will take place on {day}.",
+              "Services in {town} will be hit on {day}.")),
         details=("Talks with managers broke down last week.",
                  "{person}, a union official, said staff had no other choice.",
                  "Managers said they were disappointed and wanted more talks.",
@@ -362,11 +373,11 @@ _EVENTS: tuple[dict, ...] = (
     ),
     dict(
         name="study", slots={"finding": _FINDINGS}, n=(200, 50, 40),
-        summary="A study of {n} people by the University of {town} found that {finding}.",
-        key=(("Researchers at the University of {town} published their study on {day}.",
-              "A team from the University of {town} shared its results on {day}."),
-             ("They followed {n} people for a year and found that {finding}.",
-              "After tracking {n} volunteers, the scientists concluded that {finding}.")),
+        summary="A year-long study of {n} people in {town} suggests {finding}.",
+        key=(("Researchers at the University of {town} tracked {n} volunteers for a year.",
+              "A team at the University of {town} followed {n} volunteers for twelve months."),
+             ("Their paper, published on {day}, says that {finding}.",
+              "The results, shared on {day}, show that {finding}.")),
         details=("{person}, who led the research, said more work was needed.",
                  "The study was paid for by a national health charity.",
                  "Experts not involved in the work called the results interesting.",
@@ -375,22 +386,22 @@ _EVENTS: tuple[dict, ...] = (
     dict(
         name="bridge", slots={"bridge": _BRIDGES}, n=(2, 1, 30),
         summary="The {bridge} in {town} will close for {n} weeks from {day} for repairs.",
-        key=(("Repairs to the {bridge} in {town} will begin on {day}.",
-              "Engineers will start work on the {bridge} in {town} on {day}."),
-             ("The bridge will be closed to traffic for {n} weeks while the work is done.",
-              "Drivers will not be able to use it for {n} weeks.")),
+        key=(("Engineers will begin work on the {bridge} on {day}.",
+              "Work on the {bridge} is due to start on {day}."),
+             ("The crossing, one of the busiest in {town}, will be shut for {n} weeks.",
+              "Cracks found last year mean the {town} crossing must close to traffic for {n} weeks.")),
         details=("A diversion will be signed through {town2}.",
                  "{person}, from the highways team, said the work could not wait any longer.",
-                 "Cracks were found in the bridge during a check last year.",
+                 "The bridge was built more than a hundred years ago.",
                  "People on foot will still be able to cross."),
     ),
     dict(
         name="exams", slots={"school": _SCHOOLS}, n=(50, 1, 50),
-        summary="{n} per cent of pupils at {school} in {town} passed their exams, the school said on {day}.",
-        key=(("{school} in {town} shared its exam results on {day}.",
-              "Pupils at {school} in {town} collected their results on {day}."),
-             ("The school said {n} per cent of them had passed.",
-              "According to the school, {n} per cent got a pass.")),
+        summary="{n} per cent of pupils passed their exams at {school} in {town} this year.",
+        key=(("Pupils in {town} collected their exam results on {day}.",
+              "It was results day for teenagers across {town} on {day}."),
+             ("{school} said that {n} per cent of them had passed.",
+              "At {school}, {n} per cent got a pass, staff said.")),
         details=("{person}, the head teacher, said everyone at the school was very proud of the pupils.",
                  "Last year the figure was lower.",
                  "Several pupils are now heading to university.",
@@ -481,10 +492,22 @@ _DISTRACTORS = (
     "{person2} has been named the new head of the local chamber of trade.",
     "The swimming pool in {town2} reopened on {day2} after a refit.",
     "A public meeting about the plans is expected in {month}.",
+    "The post office in {town2} will open on Sundays from {month}.",
+    "Ticket prices at the {town2} leisure centre are going up by {k3} per cent.",
+    "A farmers' market will be held in {town2} on {day2}.",
+    "{person2} won a national baking prize last year.",
+    "Parking charges in {town2} will rise in {month}.",
+    "The local paper first reported the story on {day2}.",
+    "A petition about dog fouling in {town2} has been signed by {k2} people.",
+    "Work on a new roundabout outside {town2} is running {k3} weeks late.",
+    "The mayor of {town2} is due to visit local schools on {day2}.",
+    "A lost cat in {town2} was returned to its owner after {k3} days.",
+    "Figures show house prices in the county rose by {k3} per cent last year.",
+    "{company2} is moving its head office to {town2}.",
 )
 
 # per difficulty: (number of distractors, number of details, how the sentence order is shuffled)
-_SUMM_LEVELS = {1: ((1, 2), (1, 1), "lead"), 2: ((2, 4), (2, 2), "partial"), 3: ((5, 7), (3, 4), "full")}
+_SUMM_LEVELS = {1: ((2, 3), (1, 2), "lead"), 2: ((4, 5), (2, 3), "partial"), 3: ((7, 10), (3, 4), "full")}
 
 
 def summarization_row(split: str, index: int, difficulty: int = 1) -> dict:
@@ -634,7 +657,7 @@ def _dlg_hotel(d: _Draw, level: int) -> tuple[list[str], str]:
 def _dlg_train(d: _Draw, level: int) -> tuple[list[str], str]:
     time = d.fact(TIMES)
     platform = d.fact(range(1, 10))
-    is_return = d.fact_i(2) == 1
+    is_return = d.flag(1 / 2)
     kind = "return" if is_return else "single"
     price = d.fact(range(8, 40))
     dest = d.pivot(TOWNS)
@@ -707,7 +730,7 @@ def _dlg_weather(d: _Draw, level: int) -> tuple[list[str], str]:
         turns[2:2] = ["Is that warmer than today?", "A little, yes.",
                       f"I'm going to {town} on {day} for a walk."]
     if wet:
-        reply = f"Yes, take an umbrella. It will be {cond} in {town} on {day}."
+        reply = f"Yes, take an umbrella. It will be {cond} in {town} on {day}, with highs of {temp} degrees."
     else:
         reply = f"No, you won't need one. It will be {cond} in {town} on {day}, with highs of {temp} degrees."
     return turns, reply
@@ -950,8 +973,8 @@ _SYN_A = SYN_LEXICON["a"]
 
 def _np(d: _Draw, pool: Sequence[tuple[str, str]], n_adj: int, subject_pivot: bool) -> tuple[list, list, bool]:
     """A noun phrase as (English words, syn words, plural?)."""
-    plural = d.fact_i(2) == 1
-    numeral = plural and d.fact_i(3) == 0  # a digit instead of a determiner
+    plural = d.flag(1 / 2)
+    numeral = plural and d.flag(1 / 3)  # a digit instead of a determiner
     if numeral:
         det_en = det_syn = str(d.fact(range(2, 100)))
     else:
@@ -971,12 +994,12 @@ def _clause(d: _Draw, level: int, pivot: bool) -> tuple[list[str], list[str]]:
     """One clause: English (subject verb object place time) and syn (subject time object place verb)."""
     max_adj = (0, 1, 2)[level - 1]
     kind = d.fact_i(3)  # 0: thing object, 1: being object, 2: intransitive
-    has_time = level >= 2 and d.fact_i(3) != 0
+    has_time = level >= 2 and d.flag(2 / 3)
     if has_time:
         time_words, tense = d.fact(_TIMES_T)
     else:
         time_words, tense = (), d.fact_i(2)  # present or past
-    has_place = level >= 2 and d.fact_i(2) == 1
+    has_place = level >= 2 and d.flag(1 / 2)
     if has_place:
         prep, place = d.fact(_PREPS), d.fact(_PLACES_T)
     verb = d.fact((_VERBS_THING, _VERBS_BEING, _VERBS_INTR)[kind])

@@ -121,7 +121,7 @@ _LAZY = {
     "SemanticSimilarityReward": "text_envs.rewards.semantic",
     "LearnedReward": "text_envs.rewards.learned",
     "BatchedRewardWrapper": "text_envs.rewards.batched",
-    "BatchedRewardVecEnvWrapper": "text_envs.rewards.batched",
+    "BatchedRewardVecEnvWrapper": "text_envs.rewards.sb3_batched",
     "MissingEOSPenalty": "text_envs.rewards.batched",
 }
 

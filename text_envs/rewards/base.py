@@ -156,8 +156,10 @@ class Reward:
 
     Attributes:
         name: the registry name (``"rouge-l"``) or, for a combination, ``"0.7*rouge-l+0.3*meteor"``.
-        is_penalty: ``True`` for shaping penalties (values <= 0) that may carry any non-negative weight in a
-            combination; quality metrics are ``False`` and refuse negative weights.
+        is_penalty: ``True`` for shaping penalties (values <= 0, combined with positive weights).
+        allow_negative_weight: whether a combination may give this reward a negative weight. ``False`` for
+            metrics and penalties (a negative weight would reward worse text); ``True`` for user callables,
+            whose sign convention is theirs (e.g. a cost to subtract).
         needs_prompts: ``True`` when the reward uses ``prompts`` (learned rewards with the prompt).
         batched_only: ``True`` for expensive rewards (model-based) that should be scored in the main process by
             :class:`text_envs.rewards.BatchedRewardWrapper` rather than inside the env.
@@ -165,6 +167,7 @@ class Reward:
 
     name: str = "reward"
     is_penalty: bool = False
+    allow_negative_weight: bool = False
     needs_prompts: bool = False
     batched_only: bool = False
 
@@ -241,6 +244,8 @@ class CallableReward(Reward):
     :param per_example: call ``fn`` once per example rather than once per batch.
     """
 
+    allow_negative_weight = True
+
     def __init__(self, fn: Callable[..., Any], name: str | None = None, per_example: bool = False) -> None:
         if not callable(fn):
             raise RewardError(f"Expected a callable reward, got {type(fn).__name__} {_short(fn)}.")
@@ -304,8 +309,9 @@ class CombinedReward(Reward):
 
     :param weights: ``{spec: weight}``; a spec is a name, a :class:`Reward` or a callable.
     :param normalize: divide the weights by their sum (so ``{"a": 7, "b": 3}`` means 0.7/0.3).
-    :raises RewardError: for non-finite weights, negative weights on quality metrics (penalties such as
-        ``"length-penalty"`` are <= 0 by themselves and take positive weights), or weights summing to <= 0.
+    :raises RewardError: for non-finite weights, negative weights on metrics or penalties (penalties such as
+        ``"length-penalty"`` are <= 0 by themselves and take positive weights; only callables may take negative
+        weights), or weights summing to <= 0.
     """
 
     def __init__(self, weights: Mapping[Any, float], normalize: bool = False) -> None:
@@ -320,11 +326,12 @@ class CombinedReward(Reward):
                 )
             reward = make_reward(spec)
             w = float(w)
-            if w < 0 and not reward.is_penalty:
+            if w < 0 and not reward.allow_negative_weight:
+                kind = "penalty" if reward.is_penalty else "quality metric"
                 raise RewardError(
-                    f"Expected a non-negative weight for the quality metric {reward.name!r}, got {w}. A negative "
-                    "weight would reward worse text; penalties are separate rewards (e.g. 'length-penalty', "
-                    "'repetition-penalty') that already return values <= 0 and take positive weights."
+                    f"Expected a non-negative weight for the {kind} {reward.name!r}, got {w}. A negative weight "
+                    "would reward worse text; penalties (e.g. 'length-penalty', 'repetition-penalty') already "
+                    "return values <= 0 and take positive weights. Only callables may take negative weights."
                 )
             items.append((reward, w))
         total = sum(w for _, w in items)

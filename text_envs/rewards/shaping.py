@@ -40,7 +40,8 @@ def _tokenizer(spec: str | Callable[[str], list[str]]) -> Callable[[str], list[s
 class LengthPenalty(Reward):
     """Penalty (<= 0) for texts longer than ``max_length``, shorter than ``min_length`` or away from
     ``target_length``, measured in words (or characters / any tokenizer), relative to that length:
-    ``-coef * excess / bound``.
+    ``-coef * excess / bound``. With none of the three (``make_reward({"rouge-l": 1, "length-penalty": 0.1})``)
+    the target is the length of the closest reference: ``-coef * |len - len(ref)| / len(ref)``.
 
     :param max_length: penalise each unit above this length.
     :param min_length: penalise each unit below this length.
@@ -59,8 +60,7 @@ class LengthPenalty(Reward):
         coef: float = 1.0,
         unit: str | Callable[[str], list[str]] = "words",
     ) -> None:
-        if max_length is None and min_length is None and target_length is None:
-            raise RewardError("LengthPenalty needs max_length, min_length or target_length; got none of them.")
+        self.relative_to_reference = max_length is None and min_length is None and target_length is None
         for k, v in (("max_length", max_length), ("min_length", min_length), ("target_length", target_length)):
             if v is not None and (not isinstance(v, (int, np.integer)) or v <= 0):
                 raise RewardError(f"Expected {k} to be a positive int, got {v!r}.")
@@ -91,7 +91,14 @@ class LengthPenalty(Reward):
         return -self.coef * p
 
     def _compute(self, predictions, references, prompts):
-        return [self.penalty(self._len(p)) for p in predictions]
+        if not self.relative_to_reference:
+            return [self.penalty(self._len(p)) for p in predictions]
+        out = []
+        for p, refs in zip(predictions, references):
+            n = self._len(p)
+            ref_len = max(1, min((self._len(r) for r in refs), key=lambda m: (abs(m - n), m)))
+            out.append(-self.coef * abs(n - ref_len) / ref_len)
+        return out
 
 
 class RepetitionPenalty(Reward):

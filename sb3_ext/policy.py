@@ -1,0 +1,674 @@
+"""LLMPolicy: a Hugging Face language model as an SB3 actor-critic (one action = one token).
+
+Shapes: ``B`` envs, ``E`` episodes, ``N`` tokens, ``P`` prompt length, ``T`` generated length,
+``V`` vocabulary (``action_space.n``), ``H`` hidden size.
+
+How SB3 drives it (PPO / A2C / sb3-contrib TRPO, stock classes):
+
+* ``forward(obs)`` once per token during rollouts: the cached path (:class:`~sb3_ext.backends.DecodeState`)
+  keeps encoder outputs and KV caches per env row, so a step costs one decoder token, like ``generate``.
+* ``evaluate_actions`` / ``get_distribution`` / ``predict_values`` on an :class:`~sb3_ext.buffers.EpisodeBatch`
+  (from :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`) run one teacher-forced forward per episode; on plain
+  observations (the stock ``DictRolloutBuffer``) they run one uncached forward per observation.
+
+Parameters that are frozen (reference model, NLPO mask model, a LoRA base) stay in ``state_dict`` but are not
+returned by ``parameters()``: the optimizer, gradient clipping and TRPO's per-parameter gradients only see
+trainable tensors.  Value parameters have "value" in their names, as TRPO expects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from text_envs.errors import TextEnvsError, TokenizerMismatchError, unknown_name
+
+from .backends import DecodeState, LMBackend, load_model, make_backend, tiny_t5_config
+from .buffers import OBS_KEYS, EpisodeBatch, EpisodeRolloutBuffer
+from .kl import KL_ESTIMATORS, kl_estimate, make_kl_controller
+
+__all__ = ["LLMPolicy", "ObservationSpaceError", "VALUE_MODES", "MASK_SOURCES"]
+
+VALUE_MODES = ("shared", "detached", "separate")
+MASK_SOURCES = ("reference", "policy_copy")
+_DTYPES = {"float32": th.float32, "bfloat16": th.bfloat16, "float16": th.float16}
+
+
+class ObservationSpaceError(TextEnvsError):
+    """An observation or action space that LLMPolicy cannot read."""
+
+
+def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> tuple[int, int, int]:
+    fix = "LLMPolicy reads text_envs observations (docs/ARCHITECTURE.md): make the env with text_envs"
+    if not isinstance(observation_space, spaces.Dict):
+        raise ObservationSpaceError(
+            f"expected a Dict observation space with keys {list(OBS_KEYS)}, got {type(observation_space).__name__}. {fix}"
+        )
+    missing = [k for k in OBS_KEYS if k not in observation_space.spaces]
+    if missing:
+        raise ObservationSpaceError(
+            f"expected observation keys {list(OBS_KEYS)}, got {list(observation_space.spaces)} "
+            f"(missing {missing}). {fix}"
+        )
+    for key in OBS_KEYS:
+        sp = observation_space[key]
+        if not isinstance(sp, spaces.Box) or len(sp.shape) != 1 or not np.issubdtype(sp.dtype, np.integer):
+            raise ObservationSpaceError(
+                f"expected observation {key!r} to be a 1-D integer Box, got {sp}. {fix}"
+            )
+    P, T = observation_space["prompt_ids"].shape[0], observation_space["generated_ids"].shape[0]
+    if observation_space["prompt_mask"].shape != (P,) or observation_space["generated_mask"].shape != (T,):
+        raise ObservationSpaceError(
+            f"expected prompt_mask of shape ({P},) and generated_mask of shape ({T},), got "
+            f"{observation_space['prompt_mask'].shape} and {observation_space['generated_mask'].shape}. {fix}"
+        )
+    if not isinstance(action_space, spaces.Discrete):
+        raise ObservationSpaceError(f"expected a Discrete(V) action space (one token per step), got {action_space}")
+    return P, T, int(action_space.n)
+
+
+def _find_algorithm() -> Any:
+    """The SB3 algorithm whose ``_setup_model`` is constructing this policy, if any (looked up the stack).
+
+    SB3 saves the algorithm's ``policy_kwargs`` in its zip and rebuilds the policy from them at ``load``: the
+    policy records its model config there so that ``PPO.load`` rebuilds offline, without a hub name.
+    """
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    frame = inspect.currentframe()
+    try:
+        frame = frame.f_back if frame is not None else None
+        for _ in range(8):
+            if frame is None:
+                return None
+            obj = frame.f_locals.get("self")
+            if isinstance(obj, BaseAlgorithm):
+                return obj
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def _serialize_tokenizer(tokenizer: Any) -> dict[str, Any] | None:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    special = {}
+    for name in ("pad_token", "eos_token", "unk_token", "bos_token"):
+        tok = getattr(tokenizer, name, None)
+        if tok is not None:
+            special[name] = str(tok)
+    return {"json": backend.to_str(), "special": special, "padding_side": str(tokenizer.padding_side)}
+
+
+def _deserialize_tokenizer(state: dict[str, Any]) -> Any:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(state["json"]), **state["special"])
+    tok.padding_side = state.get("padding_side", "right")
+    return tok
+
+
+class LLMPolicy(BasePolicy):
+    """Actor-critic over a Hugging Face language model, trained by stock SB3 algorithms.
+
+    :param observation_space: text_envs Dict space (``prompt_ids``, ``prompt_mask``, ``generated_ids``,
+        ``generated_mask``)
+    :param action_space: ``Discrete(V)`` with ``V = len(tokenizer)``
+    :param lr_schedule: learning-rate schedule (given by the algorithm)
+    :param model: a ``PreTrainedModel``, a transformers config, a local path or a hub name; ``None`` uses the
+        package's default model when the action space matches the shipped tokenizer, else a tiny T5 sized to
+        ``V``
+    :param tokenizer: the env's tokenizer (object or spec): used for the special-id checks and for
+        ``save_pretrained``; it is stored in the policy's state, so ``load`` needs nothing else
+    :param model_config: a config dict (``config.to_dict()``) to build the model from with random weights; what
+        ``save``/``PPO.save`` record so loading works offline (weights come from the state dict)
+    :param temperature: logits are divided by it; part of the trained distribution (rollout = update)
+    :param value_mode: ``"shared"`` (value head on the LM's final hidden state, trained through the trunk),
+        ``"detached"`` (same head, trunk not trained by the value loss) or ``"separate"`` (a copy of the LM
+        as value model)
+    :param top_k: keep only the k most likely tokens of the mask model (NLPO-style); ``None``: no mask
+    :param top_p: keep the nucleus of mass p of the mask model; ``None``: no mask
+    :param mask_source: ``"reference"`` (the frozen starting weights) or ``"policy_copy"`` (NLPO: a frozen
+        copy of the policy synced every ``mask_update_interval`` updates, at the next rollout)
+    :param mask_update_interval: updates between syncs of the ``"policy_copy"`` mask model
+    :param kl_coef: initial KL coefficient beta; ``0`` disables the KL penalty (no reference model is built).
+        The penalty is applied by :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`:
+        ``PPO(LLMPolicy, env, rollout_buffer_class=EpisodeRolloutBuffer, policy_kwargs=dict(kl_coef=0.05))``
+    :param kl_target: target KL per episode (nats) for the adaptive controller; ``None``: fixed beta
+    :param kl_horizon: horizon (episodes) of the adaptive controller
+    :param kl_estimator: ``"k1"`` or ``"k3"``
+    :param use_cache: use the cached rollout path (``False``: one full forward per observation, the naive path)
+    :param dropout: keep the LM's dropout active in training mode (off by default: it corrupts the PPO ratio)
+    :param lora: a ``peft.LoraConfig`` or its kwargs as a dict: train LoRA adapters only (needs ``peft``)
+    :param dtype: parameter dtype of the LM (``"float32"``, ``"bfloat16"``, ``"float16"``); logits are float32
+    :param double_backward: run the teacher-forced forwards with the "math" attention kernel, whose graph can be
+        differentiated twice (TRPO's Hessian-vector products need it; the fused kernels cannot); ``None``: on
+        when the algorithm building the policy is sb3-contrib's TRPO
+    :param optimizer_class: optimizer class
+    :param optimizer_kwargs: optimizer kwargs (Adam ``eps`` defaults to 1e-5, as in SB3)
+    :param use_sde: must be False (given by SB3)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        model: Any = None,
+        tokenizer: Any = None,
+        model_config: dict[str, Any] | None = None,
+        temperature: float = 1.0,
+        value_mode: str = "shared",
+        top_k: int | None = None,
+        top_p: float | None = None,
+        mask_source: str = "reference",
+        mask_update_interval: int = 5,
+        kl_coef: float = 0.0,
+        kl_target: float | None = None,
+        kl_horizon: int = 10_000,
+        kl_estimator: str = "k1",
+        use_cache: bool = True,
+        dropout: bool = False,
+        lora: Any = None,
+        dtype: str | th.dtype | None = None,
+        double_backward: bool | None = None,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        use_sde: bool = False,
+    ):
+        if optimizer_kwargs is None:
+            optimizer_kwargs = {"eps": 1e-5} if optimizer_class is th.optim.Adam else {}
+        super().__init__(observation_space, action_space, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
+        if use_sde:
+            raise TextEnvsError("expected use_sde=False: gSDE is for continuous actions, LLMPolicy acts on tokens")
+        self.P, self.T, self.V = _check_spaces(observation_space, action_space)
+        if value_mode not in VALUE_MODES:
+            raise unknown_name("value_mode", value_mode, VALUE_MODES)
+        if mask_source not in MASK_SOURCES:
+            raise unknown_name("mask_source", mask_source, MASK_SOURCES)
+        if kl_estimator not in KL_ESTIMATORS:
+            raise unknown_name("KL estimator", kl_estimator, KL_ESTIMATORS)
+        if not temperature > 0:
+            raise TextEnvsError(f"expected temperature > 0, got {temperature}")
+        if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
+            raise TextEnvsError(f"expected top_k to be None or an int >= 1, got {top_k!r}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise TextEnvsError(f"expected top_p in (0, 1], got {top_p}")
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                raise unknown_name("dtype", dtype, _DTYPES)
+            dtype = _DTYPES[dtype]
+        self.temperature = float(temperature)
+        self.value_mode = value_mode
+        self.top_k, self.top_p = top_k, top_p
+        self.mask_source = mask_source
+        self.mask_update_interval = int(mask_update_interval)
+        self.kl_coef, self.kl_target, self.kl_horizon = float(kl_coef), kl_target, int(kl_horizon)
+        self.kl_estimator = kl_estimator
+        self.use_cache = bool(use_cache)
+        self.dropout = bool(dropout)
+        self.lora = lora
+        self.dtype = dtype
+
+        # ---- model and tokenizer ---------------------------------------------------------------------------
+        if model_config is not None and model is None:
+            lm = load_model(dict(model_config), dtype)
+        elif model is None:
+            lm, default_tok = self._default_model(dtype)
+            tokenizer = tokenizer if tokenizer is not None else default_tok
+        else:
+            lm = load_model(model, dtype)
+            if tokenizer is None and isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
+                tokenizer = self._try_tokenizer(model)
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = self._load_tokenizer(tokenizer)
+        self.tokenizer = tokenizer
+        self._check_model(lm, tokenizer)
+        self.model_config = {k: v for k, v in lm.config.to_dict().items() if k not in ("_name_or_path",)}
+
+        # frozen copies are made before any hook is registered on the model
+        self.kl_enabled = self.kl_coef > 0 or kl_target is not None
+        needs_mask = top_k is not None or top_p is not None
+        if self.lora is not None:
+            lm = self._apply_lora(lm, self.lora)
+        ref_needed = (self.kl_enabled or (needs_mask and mask_source == "reference")) and self.lora is None
+        self.reference_model = self._frozen_copy(lm) if ref_needed else None
+        self.mask_model = self._frozen_copy(lm) if needs_mask and mask_source == "policy_copy" else None
+        self.value_model = copy.deepcopy(lm) if value_mode == "separate" else None
+        self.model = lm
+
+        self.backend: LMBackend = make_backend(self.model, self.V)
+        self.value_backend = make_backend(self.value_model, self.V) if self.value_model is not None else None
+        self.reference_backend = make_backend(self.reference_model, self.V) if self.reference_model is not None else None
+        self.mask_backend = make_backend(self.mask_model, self.V) if self.mask_model is not None else None
+        if needs_mask and self.mask_backend is None:
+            self.mask_backend = self.reference_backend if self.reference_backend is not None else self.backend
+        self.value_head = nn.Linear(self.backend.hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+        self.action_dist = CategoricalDistribution(self.V)
+        self.kl_controller = make_kl_controller(self.kl_coef, kl_target, self.kl_horizon) if self.kl_enabled else None
+        self._states: dict[str, DecodeState] = {}
+        self._fingerprint: tuple | None = None
+        self._updates_since_mask_sync = 0
+        self._mask_sync_due = False
+        self.train(False)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+        algo = _find_algorithm()
+        if double_backward is None:
+            double_backward = algo is not None and type(algo).__name__ == "TRPO"
+        self.double_backward = bool(double_backward)
+        if algo is not None:
+            # recorded in the algorithm's saved policy_kwargs: PPO.load rebuilds from config + state dict, offline
+            kwargs = dict(algo.policy_kwargs)
+            kwargs.update(model=None, tokenizer=None, model_config=self.model_config)
+            algo.policy_kwargs = kwargs
+            if isinstance(getattr(algo, "rollout_buffer", None), EpisodeRolloutBuffer):
+                algo.rollout_buffer.bind(self, algo)
+
+    # ------------------------------------------------------------------------------------------------------
+    # construction helpers
+    # ------------------------------------------------------------------------------------------------------
+    def _default_model(self, dtype: th.dtype | None) -> tuple[nn.Module, Any]:
+        here = os.path.dirname(os.path.abspath(__file__))
+        asset = os.path.join(os.path.dirname(here), "text_envs", "assets", "model")
+        try:
+            import text_envs
+
+            asset = os.path.join(os.path.dirname(os.path.abspath(text_envs.__file__)), "assets", "model")
+        except ImportError:
+            pass
+        if os.path.isfile(os.path.join(asset, "config.json")):
+            try:
+                from text_envs.tokenization import load_tokenizer
+
+                tok = load_tokenizer()
+            except Exception:  # the shipped tokenizer is optional here: fall back to the tiny model
+                tok = None
+            if tok is not None and len(tok) == self.V:
+                return load_model(asset, dtype), tok
+        return load_model(tiny_t5_config(self.V), dtype), None
+
+    @staticmethod
+    def _try_tokenizer(path: Any) -> Any:
+        try:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(os.fspath(path))
+        except Exception:
+            return None
+
+    @staticmethod
+    def _load_tokenizer(spec: Any) -> Any:
+        try:
+            from text_envs.tokenization import load_tokenizer
+
+            return load_tokenizer(spec)
+        except ImportError:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(os.fspath(spec))
+
+    def _check_model(self, lm: nn.Module, tokenizer: Any) -> None:
+        head = lm.get_output_embeddings()
+        width = int(head.weight.shape[0]) if head is not None else int(lm.config.vocab_size)
+        if width < self.V:
+            raise TokenizerMismatchError(
+                f"the model has {width} logits but the action space has V={self.V} tokens: expected at least V "
+                "logits. Use the model that goes with the env's tokenizer, or resize its embeddings "
+                "(model.resize_token_embeddings(V))."
+            )
+        if tokenizer is None:
+            return
+        if len(tokenizer) != self.V:
+            raise TokenizerMismatchError(
+                f"the tokenizer has {len(tokenizer)} tokens but the action space has V={self.V}: pass the env's "
+                "tokenizer (env.unwrapped.tokenizer)"
+            )
+        cfg = lm.config
+        checks = [("eos_token_id", tokenizer.eos_token_id, getattr(cfg, "eos_token_id", None))]
+        if getattr(cfg, "is_encoder_decoder", False):
+            checks.append(("pad_token_id", tokenizer.pad_token_id, getattr(cfg, "pad_token_id", None)))
+            start = getattr(cfg, "decoder_start_token_id", None)
+            if start is not None and not 0 <= start < self.V:
+                raise TokenizerMismatchError(
+                    f"the model's decoder_start_token_id={start} is outside the action space [0, {self.V})"
+                )
+        for name, tok_id, model_id in checks:
+            if isinstance(model_id, list):
+                ok = tok_id is None or tok_id in model_id
+            else:
+                ok = tok_id is None or model_id is None or tok_id == model_id
+            if not ok:
+                raise TokenizerMismatchError(
+                    f"special id mismatch: tokenizer {name}={tok_id} but model config {name}={model_id}. Use the "
+                    "tokenizer the model was trained with, or set model.config."
+                    f"{name} to the tokenizer's id if that is intended."
+                )
+
+    @staticmethod
+    def _frozen_copy(lm: nn.Module) -> nn.Module:
+        frozen = copy.deepcopy(lm)
+        frozen.requires_grad_(False)
+        frozen.eval()
+        return frozen
+
+    @staticmethod
+    def _apply_lora(lm: nn.Module, lora: Any) -> nn.Module:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as e:  # pragma: no cover - peft is installed here
+            raise TextEnvsError("lora=... needs peft: pip install peft") from e
+        config = lora if isinstance(lora, LoraConfig) else LoraConfig(**dict(lora))
+        return get_peft_model(lm, config)
+
+    # ------------------------------------------------------------------------------------------------------
+    # nn.Module / SB3 plumbing
+    # ------------------------------------------------------------------------------------------------------
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True) -> Iterator:
+        """Trainable parameters only: frozen models stay in ``state_dict`` but not in the optimizer or TRPO."""
+        for name, param in super().named_parameters(prefix, recurse, remove_duplicate):
+            if param.requires_grad:
+                yield name, param
+
+    def train(self, mode: bool = True) -> LLMPolicy:
+        """Train/eval mode; the LMs keep dropout off unless ``dropout=True``, frozen models stay in eval."""
+        super().train(mode)
+        if not self.dropout:
+            self.model.eval()
+            if self.value_model is not None:
+                self.value_model.eval()
+        for frozen in (self.reference_model, self.mask_model):
+            if frozen is not None:
+                frozen.eval()
+        return self
+
+    def set_training_mode(self, mode: bool) -> None:
+        """SB3 calls this with True at the start of each update: drop the rollout caches (weights will change)."""
+        self.train(mode)
+        if mode:
+            self.reset_cache()
+            self._updates_since_mask_sync += 1
+            if self.mask_model is not None and self._updates_since_mask_sync >= self.mask_update_interval:
+                self._mask_sync_due = True
+
+    def reset_cache(self) -> None:
+        """Drop every cached rollout row (done automatically when the parameters change)."""
+        for state in self._states.values():
+            state.reset()
+        self._fingerprint = None
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> LLMPolicy:
+        self._states = {}
+        return super()._apply(fn, *args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            lr_schedule=self._dummy_schedule,
+            model=None,
+            tokenizer=None,
+            model_config=self.model_config,
+            temperature=self.temperature,
+            value_mode=self.value_mode,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            mask_source=self.mask_source,
+            mask_update_interval=self.mask_update_interval,
+            kl_coef=self.kl_coef,
+            kl_target=self.kl_target,
+            kl_horizon=self.kl_horizon,
+            kl_estimator=self.kl_estimator,
+            use_cache=self.use_cache,
+            dropout=self.dropout,
+            lora=self.lora,
+            dtype=self.dtype,
+            double_backward=self.double_backward,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+        )
+        data.pop("normalize_images", None)
+        return data
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Tokenizer, KL coefficient and mask-sync counter: saved in ``state_dict`` (SB3 zips included)."""
+        return {
+            "tokenizer": _serialize_tokenizer(self.tokenizer) if self.tokenizer is not None else None,
+            "kl_coef": self.kl_controller.value if self.kl_controller is not None else None,
+            "updates_since_mask_sync": self._updates_since_mask_sync,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if state.get("tokenizer") is not None and self.tokenizer is None:
+            self.tokenizer = _deserialize_tokenizer(state["tokenizer"])
+        if state.get("kl_coef") is not None and self.kl_controller is not None:
+            self.kl_controller.value = float(state["kl_coef"])
+        self._updates_since_mask_sync = int(state.get("updates_since_mask_sync", 0))
+        self.reset_cache()
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write the LM (LoRA merged) and the tokenizer as a normal Hugging Face checkpoint.
+
+        :param directory: output directory (``AutoModelForSeq2SeqLM/AutoModelForCausalLM.from_pretrained`` reads it)
+        """
+        model = self.model
+        if self.lora is not None:
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(os.fspath(directory))
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(os.fspath(directory))
+        else:
+            warnings.warn("LLMPolicy has no tokenizer: saved the model only (pass tokenizer=... to the policy)")
+
+    # ------------------------------------------------------------------------------------------------------
+    # core computations
+    # ------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _obs_parts(obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        prompt_ids = obs["prompt_ids"].long()  # type: ignore[index]
+        prompt_mask = obs["prompt_mask"].long()  # type: ignore[index]
+        gen_ids = obs["generated_ids"].long()  # type: ignore[index]
+        gen_len = obs["generated_mask"].long().sum(-1)  # type: ignore[index]
+        return prompt_ids, prompt_mask, gen_ids, gen_len
+
+    def _trainable_fingerprint(self) -> tuple:
+        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def _state(self, name: str, backend: LMBackend) -> DecodeState:
+        if name not in self._states:
+            self._states[name] = DecodeState(backend)
+        return self._states[name]
+
+    def _maybe_sync_mask_model(self) -> None:
+        if self._mask_sync_due and self.mask_model is not None:
+            self.mask_model.load_state_dict(self.model.state_dict())
+            self._mask_sync_due = False
+            self._updates_since_mask_sync = 0
+            if "mask" in self._states:
+                self._states["mask"].reset()
+
+    def _next_outputs(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Logits (B, V), value-head input (B, H) and mask-model logits (or None) for observations."""
+        parts = self._obs_parts(obs)
+        cached = self.use_cache and not th.is_grad_enabled()
+        if cached:
+            fp = self._trainable_fingerprint()
+            if fp != self._fingerprint:  # parameters changed since the cache was filled: drop it
+                for key in ("policy", "value"):
+                    if key in self._states:
+                        self._states[key].reset()
+                self._fingerprint = fp
+
+        def run(name: str, backend: LMBackend) -> tuple[th.Tensor, th.Tensor]:
+            if cached:
+                return self._state(name, backend)(*parts)
+            return backend.forward_next(*parts)
+
+        logits, hidden = run("policy", self.backend)
+        if self.value_backend is not None:
+            _, hidden = run("value", self.value_backend)
+        mask_logits = None
+        if self.mask_backend is not None:
+            if self.mask_backend is self.backend:  # LoRA: the base model with the adapters disabled
+                with self.model.disable_adapter(), th.no_grad():
+                    mask_logits, _ = self.backend.forward_next(*parts)
+            else:
+                with th.no_grad():
+                    mask_logits, _ = run("mask", self.mask_backend)
+        return logits, hidden, mask_logits
+
+    def _episode_outputs(self, batch: EpisodeBatch, need_logits: bool = True):
+        """Teacher-forced outputs at the batch's output tokens: logits (N, V), hidden (N, H), mask logits."""
+        L = int(batch.out_pos.max().item()) + 1  # sync: trims the sequences to the selected positions
+        tokens = batch.tokens[:, :L]
+        idx = (batch.out_episode, batch.out_pos)
+        logits, hidden = self.backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)  # (E, L, V)
+        logits, hidden = logits[idx], hidden[idx]  # (N, V), (N, H)
+        if self.value_backend is not None:
+            _, vh = self.value_backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)
+            hidden = vh[idx]
+        mask_logits = None
+        if self.mask_backend is not None:
+            with th.no_grad():
+                if self.mask_backend is self.backend:
+                    with self.model.disable_adapter():
+                        ml, _ = self.backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)
+                else:
+                    ml, _ = self.mask_backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)
+            mask_logits = ml[idx]
+        return logits, hidden, mask_logits
+
+    def _outputs(self, obs: Any):
+        with self._attention_context():
+            if isinstance(obs, EpisodeBatch):
+                return self._episode_outputs(obs)
+            return self._next_outputs(obs)
+
+    def _attention_context(self) -> Any:
+        if self.double_backward and th.is_grad_enabled():
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            return sdpa_kernel(SDPBackend.MATH)
+        return contextlib.nullcontext()
+
+    def _value(self, hidden: th.Tensor) -> th.Tensor:
+        if self.value_mode == "detached":
+            hidden = hidden.detach()
+        return self.value_head(hidden.to(self.value_head.weight.dtype))  # (N, 1)
+
+    def _support(self, mask_logits: th.Tensor) -> th.Tensor:
+        """(N, V) bool: tokens kept by top-k / top-p of the frozen mask model (at the policy's temperature)."""
+        scores = mask_logits.float() / self.temperature
+        keep = th.ones_like(scores, dtype=th.bool)
+        if self.top_k is not None and self.top_k < scores.shape[-1]:
+            kth = scores.topk(self.top_k, dim=-1).values[:, -1:]
+            keep &= scores >= kth
+        if self.top_p is not None and self.top_p < 1.0:
+            sorted_scores, order = scores.sort(dim=-1, descending=True)
+            probs = sorted_scores.softmax(-1)
+            mass_before = probs.cumsum(-1) - probs
+            keep_sorted = mass_before < self.top_p  # the most likely token is always kept
+            keep &= th.zeros_like(keep).scatter(-1, order, keep_sorted)
+        return keep
+
+    def distribution_logits(self, logits: th.Tensor, mask_logits: th.Tensor | None = None) -> th.Tensor:
+        """The trained distribution's logits: temperature, then the frozen top-k/top-p support if any."""
+        logits = logits.float() / self.temperature
+        if mask_logits is not None:
+            logits = logits.masked_fill(~self._support(mask_logits), th.finfo(logits.dtype).min)
+        return logits
+
+    def _distribution(self, logits: th.Tensor, mask_logits: th.Tensor | None) -> CategoricalDistribution:
+        return self.action_dist.proba_distribution(action_logits=self.distribution_logits(logits, mask_logits))
+
+    # ------------------------------------------------------------------------------------------------------
+    # SB3 API
+    # ------------------------------------------------------------------------------------------------------
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """One rollout step for every env: actions (B,), values (B, 1), log-probs (B,)."""
+        self._maybe_sync_mask_model()
+        logits, hidden, mask_logits = self._next_outputs(obs)
+        dist = self._distribution(logits, mask_logits)
+        actions = dist.get_actions(deterministic=deterministic)
+        return actions, self._value(hidden), dist.log_prob(actions)
+
+    def evaluate_actions(self, obs: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Values (N, 1), log-probs (N,) and entropies (N,) of taken actions (EpisodeBatch or observations)."""
+        logits, hidden, mask_logits = self._outputs(obs)
+        dist = self._distribution(logits, mask_logits)
+        return self._value(hidden), dist.log_prob(actions.long().flatten()), dist.entropy()
+
+    def get_distribution(self, obs: Any) -> CategoricalDistribution:
+        """The action distribution at each observation or each output token of an EpisodeBatch."""
+        logits, _, mask_logits = self._outputs(obs)
+        return self._distribution(logits, mask_logits)
+
+    def predict_values(self, obs: Any) -> th.Tensor:
+        """Values (N, 1)."""
+        _, hidden, _ = self._outputs(obs)
+        return self._value(hidden)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.get_distribution(observation).get_actions(deterministic=deterministic)
+
+    # ------------------------------------------------------------------------------------------------------
+    # KL penalty
+    # ------------------------------------------------------------------------------------------------------
+    @th.no_grad()
+    def reference_log_probs(self, batch: EpisodeBatch, actions: th.Tensor, chunk_episodes: int = 32) -> th.Tensor:
+        """log ref(a_t) (N,) of the frozen reference at the batch's output tokens, teacher-forced, in chunks.
+
+        The reference's logits get the policy's temperature, so the KL compares like with like.
+        """
+        if self.reference_backend is None and self.lora is None:
+            raise TextEnvsError("this policy has no reference model: construct it with kl_coef > 0")
+        out = th.empty(len(batch), device=actions.device)
+        episodes = batch.out_episode
+        for lo in range(0, batch.num_episodes, chunk_episodes):
+            hi = min(lo + chunk_episodes, batch.num_episodes)
+            sel = ((episodes >= lo) & (episodes < hi)).nonzero().flatten()
+            if sel.numel() == 0:
+                continue
+            pos = batch.out_pos[sel]
+            L = int(pos.max().item()) + 1
+            args = (batch.prompt_ids[lo:hi], batch.prompt_mask[lo:hi], batch.tokens[lo:hi, :L])
+            if self.reference_backend is not None:
+                ref_logits, _ = self.reference_backend.forward_sequences(*args)
+            else:
+                with self.model.disable_adapter():
+                    ref_logits, _ = self.backend.forward_sequences(*args)
+            lg = ref_logits[episodes[sel] - lo, pos].float() / self.temperature  # (n, V)
+            out[sel] = lg.log_softmax(-1).gather(-1, actions[sel].long()[:, None]).squeeze(-1)
+        return out
+
+    def token_kl(self, batch: EpisodeBatch, actions: th.Tensor, log_probs: th.Tensor) -> th.Tensor:
+        """Per-token KL estimate (N,) of the sampling policy to the reference (``kl_estimator``)."""
+        ref = self.reference_log_probs(batch, actions)
+        return kl_estimate(log_probs.float(), ref, self.kl_estimator)
+
+    def update_reference(self) -> None:
+        """Make the current weights the KL reference (and the mask model), e.g. after a supervised warm start."""
+        for frozen in (self.reference_model, self.mask_model):
+            if frozen is not None:
+                frozen.load_state_dict(self.model.state_dict())
+        self.reset_cache()
+        self._states.pop("mask", None)
+
