@@ -179,7 +179,6 @@ def _syn_rules_hold(en: str, syn: str) -> None:
     assert any(last in (v, v + g._SYN_PAST, v + g._SYN_FUTURE) for v in verbs), (en, syn)  # verb-final
     if "will" in en_words:  # English "will" has no word of its own: the verb takes the future suffix
         assert any(w.endswith(g._SYN_FUTURE) and w[: -len(g._SYN_FUTURE)] in verbs for w in syn_words)
-        assert g._SYN_FUTURE not in en
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -52,6 +52,18 @@ def test_every_lexical_reward_gives_one_for_identical_text_and_a_float_per_predi
     assert set(comp) == {name}
 
 
+@pytest.mark.parametrize(
+    "spec", LEXICAL + ["chrf++", "length-penalty", "repetition-penalty", {"rouge-l": 0.7, "meteor": 0.3}]
+)
+def test_rewards_pickle_round_trip(spec):
+    """Envs are pickled into SubprocVecEnv workers with their reward inside."""
+    import pickle
+
+    for r in (make_reward(spec), make_reward(spec, language="zh")):
+        texts, refs = ["the cats sat on 我的 mat", ""], [["the cat sat", "我的 cat"], ["x"]]
+        assert pickle.loads(pickle.dumps(r))(texts, refs) == r(texts, refs)
+
+
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(UnknownNameError, match="Did you mean 'rouge-l'"):
         make_reward("rouge_l")

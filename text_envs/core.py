@@ -124,6 +124,7 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         self._prompt_cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._example: Example | None = None
         self._example_index = -1
+        self._index_draws: list[int] = []
         self._t = 0  # tokens generated so far
         self._done = True
         self._potential = 0.0
@@ -191,7 +192,7 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
 
     def decode(self, ids: Any) -> str:
         """Decode generated ids to text, dropping special tokens."""
-        ids = [int(i) for i in ids]
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else [int(i) for i in ids]
         if self._backend is not None:
             return self._backend.decode(ids, skip_special_tokens=True)
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -207,10 +208,17 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         example = self.source[index]
         return example.prompt, list(example.references)
 
-    def _prompt_arrays(self, index: int, example: Example) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def example(self) -> Example | None:
+        """The current episode's example (fetched from the source on first use: a cached prompt needs none)."""
+        if self._example is None and self._example_index >= 0:
+            self._example = self.source[self._example_index]
+        return self._example
+
+    def _prompt_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         cached = self._prompt_cache.get(index)
         if cached is None:
-            cached = self.encode_prompt(example.prompt)
+            cached = self.encode_prompt(self.example.prompt)
             self._prompt_cache[index] = cached
             if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
                 self._prompt_cache.popitem(last=False)
@@ -219,16 +227,20 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if seed is not None:
+            self._index_draws = []
         index = None if options is None else options.get("example_index")
         if index is None:
-            index = int(self.np_random.integers(len(self.source)))
+            if not self._index_draws:  # drawn in blocks: one numpy call per 256 episodes, not per reset
+                self._index_draws = self.np_random.integers(len(self.source), size=256).tolist()[::-1]
+            index = self._index_draws.pop()
         elif not 0 <= int(index) < len(self.source):
             raise TextEnvsError(
                 f"options['example_index'] must be in [0, {len(self.source)}) for this split, got {index}."
             )
         self._example_index = int(index)
-        self._example = self.source[self._example_index]
-        self._prompt_ids, self._prompt_mask = self._prompt_arrays(self._example_index, self._example)
+        self._example = None
+        self._prompt_ids, self._prompt_mask = self._prompt_arrays(self._example_index)
         self._gen_ids.fill(self.pad_token_id)
         self._gen_mask.fill(0)
         self._t = 0
@@ -279,7 +291,7 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         return 0.0
 
     def _score(self, text: str) -> dict[str, float]:
-        example = self._example
+        example = self.example
         values = self.reward.compute([text], [list(example.references)], [example.prompt])
         out = {}
         for name, vals in values.items():
@@ -298,10 +310,11 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         text = self.decode(self._gen_ids[:n])
         metrics = self._score(text) if self.reward is not None else {}
         metrics.update(self.extra_metrics(self._gen_ids[: self._t]))
+        example = self.example
         info: dict[str, Any] = {
-            "prompt_text": self._example.prompt,
+            "prompt_text": example.prompt,
             "generated_text": text,
-            "references": list(self._example.references),
+            "references": list(example.references),
             "finish_reason": reason,
             "budget_exhausted": reason == "budget_exhausted",
             "generated_length": self._t,
@@ -332,7 +345,7 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         if self.render_mode is None:
             gym.logger.warn('render() called without a render_mode: pass render_mode="ansi" or "human" to gym.make.')
             return None
-        if self._example is None:
+        if self.example is None:
             text = "(no episode yet: call reset())"
         else:
             generated = self.decode(self._gen_ids[: self._t])

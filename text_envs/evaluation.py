@@ -60,9 +60,7 @@ class EvaluationResult:
             sig = self.signatures.get(k, "").replace("|", "\\|")
             lines.append(f"| {k} | {v:.{digits}f} | {sig} |")
         if n_samples > 0 and self.generations:
-            lines += ["", "Samples:", ""]
-            for g in self.generations[:n_samples]:
-                lines.append(samples_markdown([g]))
+            lines += ["", "Samples:", "", samples_markdown(self.generations[:n_samples])]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -40,7 +40,9 @@ from __future__ import annotations
 import hashlib
 import operator
 import random
-from collections.abc import Callable, Sequence
+import string
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 from text_envs.errors import TextEnvsError, unknown_name
 
@@ -469,6 +471,15 @@ _EVENTS: tuple[dict, ...] = (
     ),
 )
 
+_DISTRACTOR_FIELDS: dict[str, Callable[[_Draw, str], object]] = {
+    "town2": lambda d, town: _other(d, TOWNS, town),
+    "day2": lambda d, town: d.free(DAYS),
+    "month": lambda d, town: d.free(MONTHS),
+    "k2": lambda d, town: 100 * (2 + d.int(90)),
+    "k3": lambda d, town: 3 + d.int(25),
+    "person2": lambda d, town: _person(d),
+    "company2": lambda d, town: d.free(COMPANIES),
+}
 _DISTRACTORS = (
     "Elsewhere, a new cafe opened in {town2} on {day2}.",
     "The {town2} summer show is due to return in {month}.",
@@ -505,6 +516,8 @@ _DISTRACTORS = (
     "Figures show house prices in the county rose by {k3} per cent last year.",
     "{company2} is moving its head office to {town2}.",
 )
+# (template, the fields it uses), parsed once at import
+_DISTRACTORS = tuple((t, tuple(f for _, f, _, _ in string.Formatter().parse(t) if f)) for t in _DISTRACTORS)
 
 # per difficulty: (number of distractors, number of details, how the sentence order is shuffled)
 _SUMM_LEVELS = {1: ((2, 3), (1, 2), "lead"), 2: ((4, 5), (2, 3), "partial"), 3: ((7, 10), (3, 4), "full")}
@@ -520,7 +533,8 @@ def summarization_row(split: str, index: int, difficulty: int = 1) -> dict:
 
     :param split: ``"train"``, ``"validation"`` or ``"test"`` (disjoint by construction).
     :param index: the row, ``0 <= index < SPLIT_SIZES[split]``.
-    :param difficulty: 1 (about 60 words), 2 (about 100 words) or 3 (about 170 words).
+    :param difficulty: 1 (documents of about 65 words, key facts first), 2 (about 95 words) or 3 (about 145
+        words, fully shuffled); summaries have 11-17 words at every difficulty.
     :return: ``{"document": str, "summary": str}``.
     """
     index = _check(split, index, difficulty)
@@ -537,17 +551,15 @@ def summarization_row(split: str, index: int, difficulty: int = 1) -> dict:
         slots["rival"] = "Old " + town
 
     (n_dis_lo, n_dis_hi), (n_det_lo, n_det_hi), order = _SUMM_LEVELS[difficulty]
-    key = [d.free(group) for group in ev["key"]]
+    key = [d.free(group).format(**slots) for group in ev["key"]]
     details = list(ev["details"])
     d.shuffle(details)
-    details = details[: n_det_lo + d.int(n_det_hi - n_det_lo + 1)]
+    details = [t.format(**slots) for t in details[: n_det_lo + d.int(n_det_hi - n_det_lo + 1)]]
     n_dis = n_dis_lo + d.int(n_dis_hi - n_dis_lo + 1)
     distractors = []
-    for template in dict.fromkeys(d.free(_DISTRACTORS) for _ in range(n_dis)):  # no repeated sentence
-        # each distractor has its own other town, day and numbers
-        distractors.append(template.format(
-            town2=_other(d, TOWNS, town), day2=d.free(DAYS), month=d.free(MONTHS), k2=100 * (2 + d.int(90)),
-            k3=3 + d.int(25), person2=_person(d), company2=d.free(COMPANIES)))
+    for template, fields in dict.fromkeys(d.free(_DISTRACTORS) for _ in range(n_dis)):  # no repeated sentence
+        # each distractor draws its own other town, day, numbers... (only the fields it uses)
+        distractors.append(template.format(**{f: _DISTRACTOR_FIELDS[f](d, town) for f in fields}))
 
     if order == "lead":  # key facts first, in order; then details and distractors
         body = details + distractors
@@ -560,7 +572,7 @@ def summarization_row(split: str, index: int, difficulty: int = 1) -> dict:
     else:
         sentences = key + details + distractors
         d.shuffle(sentences)
-    document = " ".join(_cap(s.format(**slots)) for s in sentences)
+    document = " ".join(_cap(s) for s in sentences)
     return {"document": document, "summary": _cap(ev["summary"].format(**slots))}
 
 
@@ -858,8 +870,8 @@ def dialogue_row(split: str, index: int, difficulty: int = 1) -> dict:
     :param split: ``"train"``, ``"validation"`` or ``"test"`` (disjoint by construction: no reply of one
         split appears in another).
     :param index: the row, ``0 <= index < SPLIT_SIZES[split]``.
-    :param difficulty: 1 (3-4 turns), 2 (longer exchanges, a greeting) or 3 (also small talk and changes of
-        mind the reply must follow).
+    :param difficulty: 1 (4 turns: 3 of history, then the reply), 2 (6-12 turns, with a greeting) or 3
+        (8-14 turns, also small talk and changes of mind the reply must follow).
     :return: ``{"dialog": list[str]}`` with at least 3 turns.
     """
     index = _check(split, index, difficulty)
@@ -966,8 +978,8 @@ def _build_lexicon() -> dict[str, str]:
     return lexicon
 
 
-SYN_LEXICON: dict[str, str] = _build_lexicon()
-"""English lemma -> syn word (read-only by convention). Inflections follow the rules in the module doc."""
+SYN_LEXICON: Mapping[str, str] = MappingProxyType(_build_lexicon())
+"""English lemma -> syn word (read-only). Inflections follow the rules in the module docstring."""
 _SYN_A = SYN_LEXICON["a"]
 
 
@@ -1034,8 +1046,8 @@ def translation_row(split: str, index: int, difficulty: int = 1) -> dict:
     :param split: ``"train"``, ``"validation"`` or ``"test"`` (disjoint by construction: no English sentence
         of one split appears in another).
     :param index: the row, ``0 <= index < SPLIT_SIZES[split]``.
-    :param difficulty: 1 (one short clause), 2 (adjectives, places, times) or 3 (two clauses, more
-        adjectives).
+    :param difficulty: 1 (one short clause, 3-5 English words), 2 (adjectives, places, times; about 8
+        words) or 3 (two clauses, more adjectives; about 18 words).
     :return: ``{"translation": {"en": str, "syn": str}}``.
     """
     index = _check(split, index, difficulty)

@@ -15,7 +15,7 @@ Registered names (``list_rewards()``):
 ``meteor``               METEOR (exact + stem, + WordNet synonyms when the data is installed)
 ``semantic``             cosine of sentence embeddings (``pip install text-envs[semantic]``); loads torch
 ``learned``              a Hugging Face sequence classifier (``model=`` name/path/object); loads torch
-``length-penalty``       ``-max(0, len - max_length) / max_length`` style penalty (<= 0)
+``length-penalty``       ``-|len - len(closest ref)| / len(ref)``, or vs ``max_length``/``min_length`` (<= 0)
 ``repetition-penalty``   ``-`` fraction of repeated n-grams (<= 0)
 =======================  ==================================================================================
 

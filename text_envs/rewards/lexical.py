@@ -33,6 +33,7 @@ __all__ = [
     "sacrebleu_tokenizer_for",
     "reference_streams",
     "make_word_tokenizer",
+    "WordTokenizer",
     "CJK_LANGUAGES",
 ]
 
@@ -59,49 +60,48 @@ class _FnTokenizer:
         return list(self.fn(text))
 
 
-def make_word_tokenizer(kind: str = "unicode", use_stemmer: bool = False) -> Callable[[str], list[str]]:
-    """Return a ``str -> list[str]`` tokenizer (lowercased) usable by ROUGE and METEOR.
+class WordTokenizer:
+    """A picklable ``str -> list[str]`` tokenizer (lowercased), also usable as a rouge-score tokenizer.
 
     :param kind: ``"unicode"`` (letter/digit runs in any script, each CJK character a separate token),
         ``"char"`` (every non-whitespace character), or ``"whitespace"`` (``str.split``).
     :param use_stemmer: Porter-stem ASCII words longer than 3 characters (rouge-score's rule).
     """
-    if kind == "unicode":
 
-        def tok(text: str) -> list[str]:
-            return _WORD_RE.findall(_CJK_RE.sub(r" \g<0> ", text.lower()))
+    def __init__(self, kind: str = "unicode", use_stemmer: bool = False) -> None:
+        if kind not in ("unicode", "char", "whitespace"):
+            raise RewardError(f"Expected tokenizer kind 'unicode', 'char' or 'whitespace', got {kind!r}.")
+        self.kind, self.use_stemmer, self.name = kind, use_stemmer, kind
+        self._stem: Callable[[str], str] | None = None
 
-    elif kind == "char":
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_stem": None}  # the stemmer's cache is rebuilt after unpickling
 
-        def tok(text: str) -> list[str]:
-            return [c for c in text.lower() if not c.isspace()]
+    def __call__(self, text: str) -> list[str]:
+        if self.kind == "unicode":
+            toks = _WORD_RE.findall(_CJK_RE.sub(r" \g<0> ", text.lower()))
+        elif self.kind == "char":
+            toks = [c for c in text.lower() if not c.isspace()]
+        else:
+            toks = text.lower().split()
+        if not self.use_stemmer:
+            return toks
+        if self._stem is None:
+            from functools import lru_cache
 
-    elif kind == "whitespace":
+            from nltk.stem import porter
 
-        def tok(text: str) -> list[str]:
-            return text.lower().split()
+            self._stem = lru_cache(maxsize=65536)(porter.PorterStemmer().stem)
+        stem = self._stem
+        return [stem(w) if len(w) > 3 and w.isascii() else w for w in toks]
 
-    else:
-        raise RewardError(f"Expected tokenizer kind 'unicode', 'char' or 'whitespace', got {kind!r}.")
-    if not use_stemmer:
-        return tok
-    from nltk.stem import porter
+    tokenize = __call__
 
-    stem = porter.PorterStemmer().stem
-    cache: dict[str, str] = {}
 
-    def stemmed(text: str) -> list[str]:
-        out = []
-        for w in tok(text):
-            if len(w) > 3 and w.isascii():
-                s = cache.get(w)
-                if s is None:
-                    s = cache[w] = stem(w)
-                w = s
-            out.append(w)
-        return out
-
-    return stemmed
+def make_word_tokenizer(kind: str = "unicode", use_stemmer: bool = False) -> WordTokenizer:
+    """Return a picklable ``str -> list[str]`` tokenizer (lowercased) usable by ROUGE and METEOR; see
+    :class:`WordTokenizer`."""
+    return WordTokenizer(kind, use_stemmer)
 
 
 def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
@@ -199,7 +199,7 @@ class RougeReward(Reward):
         if tokenizer in (None, "default"):
             self.tokenizer_name = "rouge-score-default"
         elif isinstance(tokenizer, str):
-            tok_obj = _FnTokenizer(make_word_tokenizer(tokenizer, self.use_stemmer), tokenizer)
+            tok_obj = WordTokenizer(tokenizer, self.use_stemmer)
             self.tokenizer_name = tokenizer
         elif hasattr(tokenizer, "tokenize"):
             tok_obj = tokenizer

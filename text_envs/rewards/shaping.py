@@ -70,14 +70,16 @@ class LengthPenalty(Reward):
             raise RewardError(f"Expected coef >= 0 (the penalty is already negative), got {coef}.")
         self.name = "length-penalty"
         self.max_length, self.min_length, self.target_length, self.coef = max_length, min_length, target_length, coef
-        if unit == "words":
-            self._len: Callable[[str], int] = lambda s: len(s.split())
-        elif unit == "chars":
-            self._len = lambda s: len(s)
-        elif callable(unit):
-            self._len = lambda s: len(unit(s))
-        else:
+        if unit not in ("words", "chars") and not callable(unit):
             raise RewardError(f"Expected unit 'words', 'chars' or a tokenizer callable, got {unit!r}.")
+        self.unit = unit
+
+    def _len(self, text: str) -> int:
+        if self.unit == "words":
+            return len(text.split())
+        if self.unit == "chars":
+            return len(text)
+        return len(self.unit(text))  # type: ignore[operator]
 
     def penalty(self, length: int) -> float:
         """The penalty of a text of ``length`` units."""
@@ -126,7 +128,7 @@ class RepetitionPenalty(Reward):
         for p in predictions:
             toks = self._tok(p)
             grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
-            out.append(-self.coef * (1.0 - len(set(grams)) / len(grams)) if grams else 0.0)
+            out.append(0.0 - self.coef * (1.0 - len(set(grams)) / len(grams)) if grams else 0.0)  # no -0.0
         return out
 
 

@@ -94,24 +94,25 @@ class TextCopyEnv(TextGenerationEnv):
         kwargs.setdefault("max_prompt_tokens", self.length)
         kwargs.setdefault("max_new_tokens", self.length + 1)
         super().__init__(source, tokenizer, reward=None, render_mode=render_mode, **kwargs)
-        self._first_symbol_id = int(tokenizer.convert_tokens_to_ids(SYMBOLS[0]))
-        self._target = np.zeros(self.length + 1, dtype=np.int64)
+        # Every prompt and target as ids (at most 8**5 rows of 6 ids): resets are table look-ups.
+        first_id = int(tokenizer.convert_tokens_to_ids(SYMBOLS[0]))
+        digits = np.array([source.digits(i) for i in range(len(source))], dtype=np.int64).reshape(len(source), -1)
+        ids = first_id + digits  # (N, length)
+        targets = ids[:, ::-1] if self.reverse else ids
+        eos = np.full((len(source), 1), self.eos_token_id, dtype=np.int64)
+        self._targets = np.concatenate([targets, eos], axis=1)  # (N, length + 1)
+        P = self.max_prompt_tokens
+        self._prompt_table = np.full((len(source), P), self.pad_token_id, dtype=np.int64)
+        self._prompt_table[:, P - min(P, self.length) :] = ids[:, -P:]
+        self._prompt_mask_row = (self._prompt_table[0] != self.pad_token_id).astype(np.int64)
+        self._target = self._targets[0]
         self._correct = 0
 
-    def _prompt_arrays(self, index: int, example: Example) -> tuple[np.ndarray, np.ndarray]:
-        # Ids straight from the digits: no tokenizer call on the hot path.
-        digits = self.source.digits(index)
-        ids = np.array([self._first_symbol_id + d for d in digits], dtype=np.int64)
-        target = ids[::-1] if self.reverse else ids
-        self._target[: self.length] = target
-        self._target[self.length] = self.eos_token_id
+    def _prompt_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        # Straight from a precomputed table: no tokenizer call and no Example on the hot path.
+        self._target = self._targets[index]
         self._correct = 0
-        P = self.max_prompt_tokens
-        prompt_ids = np.full(P, self.pad_token_id, dtype=np.int64)
-        prompt_mask = np.zeros(P, dtype=np.int64)
-        prompt_ids[P - self.length :] = ids[-P:]
-        prompt_mask[P - self.length :] = 1
-        return prompt_ids, prompt_mask
+        return self._prompt_table[index], self._prompt_mask_row
 
     def token_reward(self, t: int, token: int) -> float:
         if t <= self.length and token == self._target[t]:
