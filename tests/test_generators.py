@@ -8,6 +8,7 @@ import re
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from text_envs.data import generators as g
 from text_envs.errors import TextEnvsError
 
+ROOT = Path(__file__).resolve().parents[1]
 ROW_FNS = {"summarization": g.summarization_row, "dialogue": g.dialogue_row, "translation": g.translation_row}
 LEVELS = (1, 2, 3)
 
@@ -54,7 +56,7 @@ def test_same_rows_in_every_process():
     code = "from tests.test_generators import _digest; print(_digest())"
     for seed in ("0", "12345"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={"PYTHONHASHSEED": seed, "PATH": ""}, cwd=str(g.__file__).rsplit("/text_envs/", 1)[0])
+                             env={"PYTHONHASHSEED": seed, "PATH": ""}, cwd=ROOT)
         assert out.stdout.strip() == here
 
 

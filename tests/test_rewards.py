@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import gymnasium as gym
 import numpy as np

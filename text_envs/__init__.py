@@ -39,7 +39,10 @@ _LAZY = {
     "make_reward": "text_envs.rewards",
     "list_rewards": "text_envs.rewards",
     "register_reward": "text_envs.rewards",
+    "Reward": "text_envs.rewards",
+    "RewardError": "text_envs.rewards",
     "evaluate": "text_envs.evaluation",
+    "EvaluationResult": "text_envs.evaluation",
     "load_tokenizer": "text_envs.tokenization",
 }
 

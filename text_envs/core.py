@@ -109,7 +109,8 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         else:
             from text_envs.rewards import make_reward
 
-            self.reward = make_reward(reward)
+            # the target language picks tokenizers (BLEU on Chinese uses sacrebleu's "zh")
+            self.reward = make_reward(reward, language=getattr(self, "target_lang", None))
 
         P, T, V = self.max_prompt_tokens, self.max_new_tokens, self.vocab_size
         self.action_space = spaces.Discrete(V)

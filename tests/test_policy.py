@@ -1,0 +1,223 @@
+"""LLMPolicy correctness: exact log-probs/values vs a direct HF forward, cache exactness, construction checks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from test_policy_fakes import EOS, FakeCopyEnv, gpt2_config, llama_config, make_tokenizer, t5_config
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
+from sb3_ext.policy import ObservationSpaceError
+from text_envs.errors import TokenizerMismatchError
+
+th.set_num_threads(1)  # tiny models: extra threads only contend on the 2-core test machine
+
+CONFIGS = {"t5": t5_config, "gpt2": gpt2_config, "llama": llama_config}
+
+
+def make_model(kind: str, V: int, seed: int = 0):
+    th.manual_seed(seed)
+    cfg = CONFIGS[kind](V)
+    cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
+    return cls.from_config(cfg)
+
+
+def collect(model: PPO, rollouts: int = 1) -> EpisodeRolloutBuffer:
+    """Run rollout collections of a built PPO (no training); returns the buffer of the last one."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Nop(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+    _, cb = model._setup_learn(10**6, Nop())
+    cb.on_training_start(locals(), globals())
+    for _ in range(rollouts):
+        model.collect_rollouts(model.env, cb, model.rollout_buffer, model.n_steps)
+    return model.rollout_buffer
+
+
+def direct_token_outputs(lm, kind: str, prompt: np.ndarray, pmask: np.ndarray, tokens: np.ndarray, t: int, V: int):
+    """Direct HF forward without padding: log-softmax row (V,) for token t and the LM head's input (H,)."""
+    real = th.as_tensor(prompt[pmask.astype(bool)])[None]
+    prefix = th.as_tensor(tokens[:t])[None].long()
+    if kind == "t5":
+        dec = th.cat([th.zeros((1, 1), dtype=th.long), prefix], 1)
+        out = lm(input_ids=real, decoder_input_ids=dec, output_hidden_states=True)
+        h = out.decoder_hidden_states[-1][0, -1]
+        if lm.config.tie_word_embeddings:
+            h = h * lm.config.d_model**-0.5
+    else:
+        out = lm(input_ids=th.cat([real, prefix], 1), output_hidden_states=True)
+        h = out.hidden_states[-1][0, -1]
+    return out.logits[0, -1, :V].log_softmax(-1), h
+
+
+@pytest.fixture(scope="module")
+def env():
+    return make_vec_env(FakeCopyEnv, n_envs=3, seed=1, env_kwargs=dict(min_len=1, max_len=4))
+
+
+@pytest.mark.parametrize("kind", ["t5", "gpt2", "llama"])
+def test_evaluate_actions_matches_direct_forward(env, kind):
+    V = int(env.action_space.n)
+    lm = make_model(kind, V)
+    reference = copy.deepcopy(lm).eval()
+    model = PPO(LLMPolicy, env, n_steps=13, batch_size=16, seed=0, rollout_buffer_class=EpisodeRolloutBuffer,
+                policy_kwargs=dict(model=lm))
+    with th.no_grad():
+        model.policy.value_head.weight.normal_()  # a non-trivial value head
+    # episodes cut by the rollout boundary start with a prefix: the second rollout has some
+    buf = collect(model, rollouts=2)
+    assert any(t0 > 0 for t0 in buf.seg_t0)
+    checked = 0
+    with th.no_grad():
+        for data in buf.get(16):
+            values, log_prob, entropy = model.policy.evaluate_actions(data.observations, data.actions)
+            # the rollout's cached log-probs and values agree with the teacher-forced ones
+            assert th.allclose(log_prob, data.old_log_prob, atol=1e-4)
+            assert th.allclose(values.flatten(), data.old_values, atol=1e-4)
+            batch = data.observations
+            for i in range(len(batch)):
+                e, t = int(batch.out_episode[i]), int(batch.out_pos[i])
+                logp, h = direct_token_outputs(
+                    reference, kind, batch.prompt_ids[e].numpy(), batch.prompt_mask[e].numpy(),
+                    batch.tokens[e].numpy(), t, V,
+                )
+                a = int(data.actions[i])
+                assert abs(float(logp[a]) - float(log_prob[i])) < 1e-4
+                assert abs(float(model.policy.value_head(h)) - float(values[i])) < 1e-4
+                checked += 1
+            # negative control: one position off breaks the equality
+            shifted = copy.copy(batch)
+            shifted.out_pos = (batch.out_pos + 1).clamp(max=batch.tokens.shape[1] - 1)
+            _, lp_shift, _ = model.policy.evaluate_actions(shifted, data.actions)
+            assert (lp_shift - log_prob).abs().max() > 1e-2
+    assert checked == buf.pos * buf.n_envs
+
+
+@pytest.mark.parametrize("kind", ["t5", "gpt2", "llama"])
+def test_cached_equals_uncached_across_auto_resets(env, kind):
+    V = int(env.action_space.n)
+    lm = make_model(kind, V, seed=1)
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=lm)
+    naive = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=copy.deepcopy(lm), use_cache=False)
+    naive.value_head.load_state_dict(policy.value_head.state_dict())
+    obs = env.reset()
+    rng = np.random.default_rng(0)
+    resets = 0
+    with th.no_grad():
+        for _ in range(30):
+            o = policy.obs_to_tensor(obs)[0]
+            d_cached = policy.get_distribution(o).distribution.logits
+            d_naive = naive.get_distribution(o).distribution.logits
+            assert (d_cached - d_naive).abs().max() < 1e-4
+            obs, _, dones, _ = env.step(rng.integers(3, V, size=env.num_envs))  # never EOS: budget ends
+            resets += int(dones.sum())
+    assert resets >= 3
+
+
+def test_stale_cache_breaks_equality_and_policy_invalidates(env):
+    V = int(env.action_space.n)
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=make_model("t5", V))
+    obs = env.reset()
+    o = policy.obs_to_tensor(obs)[0]
+    with th.no_grad():
+        policy.get_distribution(o)  # fills the cache
+        state = policy._states["policy"]
+        stale_logits = state.logits.clone()
+        for p in policy.model.parameters():
+            p.add_(0.05 * th.randn_like(p))
+        fresh = policy.backend.forward_next(*policy._obs_parts(o))[0]
+        # negative control: what the stale cache holds no longer matches the model
+        assert (stale_logits - fresh).abs().max() > 1e-2
+        # the production path notices the parameter change and recomputes
+        assert (policy.get_distribution(o).distribution.logits - fresh.float()).abs().max() < 1e-4
+
+
+def test_pretrained_weights_untouched_and_dropout_off(env):
+    V = int(env.action_space.n)
+    lm = make_model("t5", V)
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    model = PPO(LLMPolicy, env, n_steps=8, batch_size=8, seed=0, policy_kwargs=dict(model=lm))
+    after = model.policy.model.state_dict()
+    assert all(th.equal(before[k], after[k]) for k in before)
+    policy = model.policy
+    policy.set_training_mode(True)
+    assert policy.training and not policy.model.training
+    obs = policy.obs_to_tensor(env.reset())[0]
+    acts = th.zeros(env.num_envs, dtype=th.long)
+    v1, lp1, _ = policy.evaluate_actions(obs, acts)
+    v2, lp2, _ = policy.evaluate_actions(obs, acts)
+    assert th.equal(lp1, lp2) and th.equal(v1, v2)  # config has dropout_rate=0.1: it must be off
+
+
+def test_frozen_models_are_not_parameters(env):
+    V = int(env.action_space.n)
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=make_model("t5", V),
+                       kl_coef=0.1, top_k=3, mask_source="policy_copy")
+    names = [n for n, _ in policy.named_parameters()]
+    assert names and not any(n.startswith(("reference_model", "mask_model")) for n in names)
+    assert all(p.requires_grad for p in policy.parameters())
+    assert any(k.startswith("reference_model.") for k in policy.state_dict())
+    assert any("value" in n for n in names)
+
+
+def test_construction_errors(env):
+    V = int(env.action_space.n)
+    with pytest.raises(TokenizerMismatchError, match=f"{V - 2} logits.*V={V}"):
+        LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=t5_config(V - 2))
+    with pytest.raises(TokenizerMismatchError, match="eos_token_id=1.*eos_token_id=5"):
+        LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=t5_config(V, eos_token_id=5),
+                  tokenizer=make_tokenizer())
+    with pytest.raises(TokenizerMismatchError, match="tokenizer has 8 tokens.*V=12"):
+        LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=t5_config(V),
+                  tokenizer=make_tokenizer(5))
+    box = spaces.Box(0, V, shape=(4,), dtype=np.int64)
+    with pytest.raises(ObservationSpaceError, match="expected a Dict observation space"):
+        LLMPolicy(box, env.action_space, lambda _: 1e-3, model=t5_config(V))
+    bad = spaces.Dict({"prompt_ids": box, "prompt_mask": box, "generated_ids": box})
+    with pytest.raises(ObservationSpaceError, match="missing \\['generated_mask'\\]"):
+        LLMPolicy(bad, env.action_space, lambda _: 1e-3, model=t5_config(V))
+    with pytest.raises(ValueError, match="Did you mean 'shared'"):
+        LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=t5_config(V), value_mode="share")
+
+
+def test_default_model_is_sized_to_the_spaces(env):
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3)
+    assert policy.backend.kind == "seq2seq" and policy.backend.logits_width >= env.action_space.n
+
+
+def test_top_k_support_is_frozen_and_temperature_trained(env):
+    V = int(env.action_space.n)
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=make_model("t5", V),
+                       top_k=3, temperature=0.7)
+    o = policy.obs_to_tensor(env.reset())[0]
+    with th.no_grad():
+        logits = policy.get_distribution(o).distribution.logits
+        assert int((logits > -1e30).sum(-1).max()) == 3
+        raw = policy.backend.forward_next(*policy._obs_parts(o))[0]
+        support = raw.topk(3, -1).indices
+        expected = (raw / 0.7).gather(-1, support).log_softmax(-1)
+        assert th.allclose(logits.gather(-1, support), expected, atol=1e-5)
+        # a gradient step moves the policy but not the support (it comes from the frozen reference)
+        for p in policy.model.parameters():
+            p.add_(0.5 * th.randn_like(p))
+        moved = policy.get_distribution(o).distribution.logits
+        assert th.equal(moved > -1e30, logits > -1e30)
+
+
+def test_eos_is_in_vocab_and_predict_greedy(env):
+    V = int(env.action_space.n)
+    model = PPO(LLMPolicy, env, n_steps=8, batch_size=8, seed=0, policy_kwargs=dict(model=make_model("gpt2", V)))
+    obs = env.reset()
+    a1, _ = model.predict(obs, deterministic=True)
+    a2, _ = model.predict(obs, deterministic=True)
+    assert a1.shape == (env.num_envs,) and np.array_equal(a1, a2) and EOS < V
