@@ -305,7 +305,11 @@ class LLMPolicy(BasePolicy):
                 tok = None
             if tok is not None and len(tok) == self.V:
                 return load_model(asset, dtype), tok
-        return load_model(tiny_t5_config(self.V), dtype), None
+        model = load_model(tiny_t5_config(self.V), dtype)
+        # random T5 logits are spread over tens of nats: start near-uniform so that RL can explore
+        with th.no_grad():
+            model.decoder.final_layer_norm.weight.mul_(0.02)
+        return model, None
 
     @staticmethod
     def _try_tokenizer(path: Any) -> Any:

@@ -132,14 +132,14 @@ def test_stale_cache_breaks_equality_and_policy_invalidates(env):
     with th.no_grad():
         policy.get_distribution(o)  # fills the cache
         state = policy._states["policy"]
-        stale_logits = state.logits.clone()
+        stale_logits = state.logits.log_softmax(-1)
         for p in policy.model.parameters():
             p.add_(0.05 * th.randn_like(p))
-        fresh = policy.backend.forward_next(*policy._obs_parts(o))[0]
+        fresh = policy.backend.forward_next(*policy._obs_parts(o))[0].log_softmax(-1)
         # negative control: what the stale cache holds no longer matches the model
         assert (stale_logits - fresh).abs().max() > 1e-2
         # the production path notices the parameter change and recomputes
-        assert (policy.get_distribution(o).distribution.logits - fresh.float()).abs().max() < 1e-4
+        assert (policy.get_distribution(o).distribution.logits - fresh.log_softmax(-1)).abs().max() < 1e-4
 
 
 def test_pretrained_weights_untouched_and_dropout_off(env):

@@ -1,15 +1,24 @@
 """The ``text-envs`` command line.
 
-    text-envs demo [--env ID ...] [--seed N]    one episode of each env, printed
+    text-envs train [--env ID] [--algo ppo|a2c|trpo|nlpo] [--steps N] [--out DIR] ...   train, evaluate, save
+    text-envs eval [MODEL] [--env ID] [--split test]                                     metric table of a model
+    text-envs bench [--preset small]                                                    algorithms side by side
+    text-envs demo [--env ID ...] [--seed N]                                            one episode of each env
+
+Every ``train`` option is a field of :class:`text_envs.experiment.TrainConfig`; ``--config FILE`` (JSON or
+TOML) may hold them, and flags given on the command line win.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import typing
 from collections.abc import Sequence
 
 import text_envs
+import text_envs.errors
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -42,10 +51,80 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """One flag per TrainConfig field, help text from the field's docstring (CleanRL-style)."""
+    from text_envs.experiment import TrainConfig, field_docs
+
+    docs = field_docs()
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if only is not None and f.name not in only:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{docs.get(f.name, '')} (default: {f.default})"
+        if hints[f.name] is bool:
+            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            continue
+        kind = typing.get_args(hints[f.name]) or (hints[f.name],)
+        kind = next(k for k in kind if k is not type(None))
+        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
+
+
+def _config(args: argparse.Namespace):
+    from text_envs.experiment import TrainConfig, load_config_file
+
+    values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig(**values)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from text_envs.experiment import train
+
+    result = train(_config(args))
+    return 130 if result.get("interrupted") else 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from text_envs.experiment import evaluate_saved
+
+    evaluate_saved(args.model_path, _config(args))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from text_envs.experiment import run_benchmark
+
+    run_benchmark(args.preset, args.out, seeds=args.seeds, overwrite=args.overwrite)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="text-envs", description="Text generation as reinforcement learning.")
     parser.add_argument("--version", action="version", version=f"text-envs {text_envs.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model with an RL algorithm, evaluate before/after, save it")
+    train.add_argument("--config", help="a JSON or TOML file of train options (flags override it)")
+    _add_config_flags(train)
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="the metric table of a saved model on a split")
+    ev.add_argument("model_path", nargs="?", metavar="MODEL",
+                    help="an SB3 .zip or a `text-envs train` output folder; default: the shipped model")
+    ev.add_argument("--split", dest="eval_split", choices=("train", "validation", "test"), default=argparse.SUPPRESS)
+    _add_config_flags(ev, only=("env", "algo", "model", "dataset", "reward", "seed", "device", "max_new_tokens",
+                                "eval_examples"))
+    ev.set_defaults(func=_eval)
+
+    bench = sub.add_parser("bench", help="run several algorithms on the same envs, seeds and token budget")
+    bench.add_argument("--preset", default="small", choices=("small", "full"))
+    bench.add_argument("--seeds", type=int, default=3)
+    bench.add_argument("--out", default="runs/bench")
+    bench.add_argument("--overwrite", action="store_true")
+    bench.set_defaults(func=_bench)
+
     demo = sub.add_parser("demo", help="run one episode of each registered env and print it")
     demo.add_argument("--env", action="append", choices=sorted(text_envs.ENV_IDS), help="env id (repeatable)")
     demo.add_argument("--seed", type=int, default=0)
@@ -55,7 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except text_envs.errors.TextEnvsError as exc:  # bad input: one clear line, no traceback
+        print(f"text-envs: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

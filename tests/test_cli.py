@@ -1,0 +1,73 @@
+"""The command line: argument errors, output-folder safety, and a tiny end-to-end train/eval run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from text_envs.cli import main
+from text_envs.experiment import TrainConfig, load_config_file
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "text_envs", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_unknown_choices_fail_at_once_with_the_valid_ones(capsys):
+    assert main(["train", "--algo", "ppp"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'ppo'" in err and "a2c, nlpo, ppo, trpo" in err
+    assert main(["train", "--env", "TextSumarization-v0"]) == 2
+    assert "TextSummarization-v0" in capsys.readouterr().err
+    assert main(["train", "--reward", "rouge-k"]) == 2
+    assert "rouge-l" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--no-such-flag"])
+
+
+def test_config_file_and_flags(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"env": "TextCopy-v0", "steps": 64, "learning-rate": 1e-3}))
+    assert load_config_file(path) == {"env": "TextCopy-v0", "steps": 64, "learning_rate": 1e-3}
+    path.write_text(json.dumps({"stepz": 3}))
+    with pytest.raises(Exception, match="steps"):
+        load_config_file(path)
+
+
+def test_existing_output_folder_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert main(["train", "--env", "TextCopy-v0", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "precious"
+    assert main(["train", "--env", "TextCopy-v0", "--out", str(tmp_path / "none"), "--resume"]) == 2
+
+
+def test_train_then_eval_end_to_end(tmp_path):
+    out = tmp_path / "copy"
+    proc = run_cli("train", "--env", "TextCopy-v0", "--steps", "256", "--n-envs", "4", "--n-steps", "16",
+                   "--batch-size", "32", "--eval-examples", "8", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| rouge-l |" in proc.stdout or "| reward |" in proc.stdout
+    for name in ("model.zip", "results.md", "results.json", "samples.md", "learning_curve.png", "config.json"):
+        assert (out / name).exists(), name
+    assert (out / "hf" / "config.json").exists()
+    result = json.loads((out / "results.json").read_text())
+    assert result["tokens"] >= 256 and "kl" in result["after"]
+    proc = run_cli("eval", str(out), "--eval-examples", "8")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| reward |" in proc.stdout
+
+
+def test_seeded_runs_repeat(tmp_path):
+    args = ["--env", "TextCopy-v0", "--steps", "128", "--n-envs", "4", "--n-steps", "16", "--batch-size", "32",
+            "--eval-examples", "8", "--seed", "3"]
+    tables = []
+    for name in ("a", "b"):
+        proc = run_cli("train", *args, "--out", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        tables.append(json.loads((tmp_path / name / "results.json").read_text())["after"])
+    assert tables[0] == tables[1]

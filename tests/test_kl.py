@@ -1,0 +1,118 @@
+"""KL penalty: estimators and controllers against closed forms, and the production path through the buffer."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from test_policy import make_model
+from test_policy_fakes import FakeCopyEnv
+
+from sb3_ext import AdaptiveKLController, EpisodeRolloutBuffer, FixedKLController, LLMPolicy, kl_estimate
+
+th.set_num_threads(1)
+
+
+def test_estimators_closed_form_and_unbiased():
+    g = th.Generator().manual_seed(0)
+    p = th.softmax(th.randn(6, generator=g) * 2, 0)
+    q = th.softmax(th.randn(6, generator=g) * 2, 0)
+    exact = float((p * (p.log() - q.log())).sum())
+    a = th.multinomial(p, 400_000, replacement=True, generator=g)
+    lp, lq = p.log()[a], q.log()[a]
+    k1, k3 = kl_estimate(lp, lq, "k1"), kl_estimate(lp, lq, "k3")
+    assert th.allclose(k1, lp - lq)
+    assert th.allclose(k3, (lq - lp).exp() - 1 - (lq - lp))
+    assert (k3 >= 0).all()
+    assert abs(float(k1.mean()) - exact) < 0.02 and abs(float(k3.mean()) - exact) < 0.02
+    with pytest.raises(ValueError, match="Did you mean 'k3'"):
+        kl_estimate(lp, lq, "k4")
+
+
+def test_adaptive_controller_formula():
+    c = AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    assert c.update(12.0, 100) == pytest.approx(0.1 * (1 + 0.2 * 100 / 10_000))  # error clipped at +0.2
+    v = c.value
+    assert c.update(3.0, 50) == pytest.approx(v * (1 - 0.2 * 50 / 10_000))  # clipped at -0.2
+    v = c.value
+    assert c.update(6.6, 10) == pytest.approx(v * (1 + 0.1 * 10 / 10_000))
+    f = FixedKLController(0.3)
+    assert f.update(100.0, 10) == 0.3
+    with pytest.raises(ValueError, match="expected init_kl_coef >= 0, target > 0"):
+        AdaptiveKLController(0.1, target=0.0, horizon=10)
+
+
+class RecordRewards(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.rewards = []
+
+    def _on_step(self) -> bool:
+        self.rewards.append(np.array(self.locals["rewards"], dtype=np.float32).copy())
+        return True
+
+
+def _rollout(kl_kwargs, perturb=0.0, rollouts=2):
+    env = make_vec_env(FakeCopyEnv, n_envs=3, seed=5, env_kwargs=dict(min_len=1, max_len=4))
+    model = PPO(LLMPolicy, env, n_steps=10, batch_size=16, seed=0, rollout_buffer_class=EpisodeRolloutBuffer,
+                policy_kwargs=dict(model=make_model("t5", int(env.action_space.n)), **kl_kwargs))
+    if perturb:
+        with th.no_grad():
+            for p in model.policy.model.parameters():
+                p.add_(perturb * th.randn_like(p))
+    rec = RecordRewards()
+    _, cb = model._setup_learn(10**6, rec)
+    cb.on_training_start(locals(), globals())
+    for _ in range(rollouts):
+        rec.rewards.clear()
+        model.collect_rollouts(model.env, cb, model.rollout_buffer, model.n_steps)
+    return model, np.stack(rec.rewards)
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_reference_equal_to_policy_gives_zero_kl(estimator):
+    model, raw = _rollout(dict(kl_coef=0.5, kl_estimator=estimator))
+    buf = model.rollout_buffer
+    batch, flat = buf.episode_batch(range(buf.num_segments))
+    acts = th.as_tensor(buf.actions.reshape(-1)[flat])
+    kl = model.policy.token_kl(batch, acts, th.as_tensor(buf.log_probs.reshape(-1)[flat]))
+    assert kl.abs().max() < 1e-5
+    assert np.abs(buf.rewards - raw).max() < 1e-5
+    assert model.logger.name_to_value["rollout/kl_coef"] == 0.5
+
+
+def test_penalty_applied_before_advantages_and_adaptive_beta():
+    model, raw = _rollout(dict(kl_coef=0.2, kl_target=1.0, kl_horizon=100), perturb=0.3)
+    buf = model.rollout_buffer
+    batch, flat = buf.episode_batch(range(buf.num_segments))
+    acts = th.as_tensor(buf.actions.reshape(-1)[flat])
+    # the reference is the starting weights: the perturbation made a real KL
+    ref_lp = model.policy.reference_log_probs(batch, acts)
+    kl = (th.as_tensor(buf.log_probs.reshape(-1)[flat]) - ref_lp).numpy()
+    assert np.abs(kl).max() > 1e-2
+    beta = buf.kl_stats["kl_coef"]
+    expected = raw.reshape(-1).copy()
+    expected[flat] -= beta * kl
+    assert np.allclose(buf.rewards.reshape(-1), expected, atol=1e-5)
+    # GAE saw the penalised rewards: advantages + values == returns computed from them
+    assert np.allclose(buf.returns, buf.advantages + buf.values)
+    # adaptive beta followed its formula with the rollout's mean per-episode KL
+    err = np.clip(buf.kl_stats["kl"] / 1.0 - 1, -0.2, 0.2)
+    finished = buf.segment_finished(None)
+    n_done = int(finished.sum()) or buf.num_segments
+    assert model.policy.kl_controller.value == pytest.approx(beta * (1 + err * n_done / 100), rel=1e-6)
+    assert "rollout/kl" in model.logger.name_to_value
+
+
+def test_reference_survives_training_and_is_frozen():
+    model, _ = _rollout(dict(kl_coef=0.1), rollouts=1)
+    ref_before = copy.deepcopy(model.policy.reference_model.state_dict())
+    model.train()
+    ref_after = model.policy.reference_model.state_dict()
+    assert all(th.equal(ref_before[k], ref_after[k]) for k in ref_before)
+    assert any(not th.equal(ref_before[k], v) for k, v in model.policy.model.state_dict().items())
