@@ -267,6 +267,7 @@ class LLMPolicy(BasePolicy):
         self.kl_controller = make_kl_controller(self.kl_coef, kl_target, self.kl_horizon) if self.kl_enabled else None
         self._states: dict[str, DecodeState] = {}
         self._fingerprint: tuple | None = None
+        self._trainable: list[nn.Parameter] | None = None
         self._updates_since_mask_sync = 0
         self._mask_sync_due = False
         self.train(False)
@@ -494,7 +495,11 @@ class LLMPolicy(BasePolicy):
         return prompt_ids, prompt_mask, gen_ids, gen_len
 
     def _trainable_fingerprint(self) -> tuple:
-        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+        # (storage, in-place version) of every trainable tensor: optimizer steps bump versions, TRPO's
+        # ``param.data = ...`` and ``.to()`` change storages; the Parameter objects themselves never change
+        if self._trainable is None:
+            self._trainable = list(self.parameters())
+        return tuple((p.data_ptr(), p._version) for p in self._trainable)
 
     def _state(self, name: str, backend: LMBackend) -> DecodeState:
         if name not in self._states:

@@ -103,7 +103,7 @@ def test_penalty_applied_before_advantages_and_adaptive_beta():
     assert np.allclose(buf.returns, buf.advantages + buf.values)
     # adaptive beta followed its formula with the rollout's mean per-episode KL
     err = np.clip(buf.kl_stats["kl"] / 1.0 - 1, -0.2, 0.2)
-    finished = buf.segment_finished(None)
+    finished = buf.segment_finished(model._last_episode_starts)
     n_done = int(finished.sum()) or buf.num_segments
     assert model.policy.kl_controller.value == pytest.approx(beta * (1 + err * n_done / 100), rel=1e-6)
     assert "rollout/kl" in model.logger.name_to_value

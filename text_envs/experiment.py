@@ -459,8 +459,17 @@ def _bench_one(method: str, env_id: str, seed: int, preset: dict[str, Any]) -> d
 
         from sb3_ext import warm_start
 
-        env = gym.make(env_id, split="train", **cfg.env_kwargs())
-        warm_start(model.policy, env, max_tokens=cfg.steps, seed=seed)
+        # the same budget in tokens: as many train references (EOS included) as fit in cfg.steps tokens
+        env = gym.make(env_id, split="train", **cfg.env_kwargs()).unwrapped
+        n_examples, used = 0, 0
+        while n_examples < env.num_examples:
+            n_tokens = len(env.tokenizer(env.example_text(n_examples)[1][0], add_special_tokens=False)["input_ids"])
+            if used + n_tokens + 1 > cfg.steps:
+                break
+            used += n_tokens + 1
+            n_examples += 1
+        warm_start(model.policy, env, epochs=1, max_examples=max(1, n_examples), learning_rate=cfg.learning_rate,
+                   update_reference=False, seed=seed)
     if method == "sampled":
         from text_envs.evaluation import evaluate
 

@@ -1,0 +1,364 @@
+"""Our PPO (stock SB3 + LLMPolicy) against TRL's GRPO and RLOO trainers, side by side in one run.
+
+    pip install -e ".[bench]"                  # trl (the 1.16 API is what this script drives)
+    python benchmarks/bench_trl.py             # T = 32 and 128, 3 seeds: about 8 minutes on 2 CPU cores
+    python benchmarks/bench_trl.py --quick     # one seed, T = 16, 2 updates: under a minute
+
+What is matched between the three trainers (every row of a (T, seed) group starts from the same weights):
+
+* the model: one tiny causal LM (GPT-2 shape, random weights from a config, no hub), float32 on CPU;
+  TRL loads it from a temporary ``save_pretrained`` directory (its reference model is rebuilt from the path);
+* the prompts and reward: the embedded ``TextSummarization-v0`` prompts, exactly as the env renders them,
+  and ``text_envs.make_reward("rouge-l")`` on the decoded completion;
+* the completion length ``T`` (``max_new_tokens`` / ``max_completion_length``), temperature 1, no top-k/p;
+* completions per update: ``--completions`` (PPO: that many envs with ``n_steps = T``; TRL: generation batch
+  of that size, ``--generations`` completions per prompt, one optimizer step per generation batch);
+* gradient passes over each generated token: one (PPO ``n_epochs=1`` and one minibatch per rollout; TRL
+  ``num_iterations=1``, ``steps_per_generation=1``);
+* KL coefficient (``--kl``, default 0.05 = RLOO's default; GRPO's default is 0), Adam (eps 1e-5), learning
+  rate, constant schedule, gradient-norm clip 0.5;
+* the token budget: ``--updates`` updates of ``completions * T`` generated tokens.
+
+Reported per trainer: generated tokens per second of the whole training (wall time of ``learn`` /
+``train``, generated tokens counted at the reward), the mean reward of the completions in the first and in
+the last quarter of the budget, and where the time went (rollout, reward, reference/old log-probs, update,
+SB3 bookkeeping). The ratio column is each trainer's tokens/s divided by TRL GRPO's in the same group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_scaling as bs  # noqa: E402  (the shared helpers)
+
+from text_envs.errors import TextEnvsError  # noqa: E402
+
+TRAINERS = ("ppo", "grpo", "rloo")
+
+
+class TRLUnavailableError(TextEnvsError):
+    """TRL is missing or its API does not match what this benchmark drives."""
+
+
+@dataclass
+class RunResult:
+    trainer: str
+    T: int
+    seed: int
+    wall_s: float
+    tokens: int
+    rewards: list  # (cumulative generated tokens, reward) per completion
+    parts: dict = field(default_factory=dict)  # seconds per part
+    error: str | None = None
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def reward_window(self, lo: float, hi: float) -> float:
+        """Mean reward of the completions between fractions ``lo`` and ``hi`` of all completions, in the order
+        they were generated (equal budgets and completion counts: the last quarter is "after the same tokens")."""
+        if not self.rewards:
+            return float("nan")
+        r = np.array([x for _, x in sorted(self.rewards, key=lambda p: p[0])], dtype=float)
+        a, b = int(round(lo * len(r))), max(int(round(hi * len(r))), int(round(lo * len(r))) + 1)
+        return float(r[a:b].mean())
+
+
+def task_data(tokenizer: Any, n: int, P: int, T: int) -> tuple[list[dict], list[str], list[str]]:
+    """Rows for the env, and the env's own rendered prompts and references for TRL (the same texts)."""
+    rows = bs.summary_rows(n)
+    env = bs.make_env(rows, tokenizer, P, T).unwrapped
+    prompts, refs = [], []
+    for i in range(n):
+        prompt, references = env.example_text(i)
+        content = int(env.encode_prompt(prompt)[1].sum())
+        if content >= P:
+            raise TextEnvsError(f"expected prompts shorter than P={P} tokens (no truncation), got {content}: raise --prompt-tokens")
+        prompts.append(prompt)
+        refs.append(references[0])
+    return rows, prompts, refs
+
+
+# --------------------------------------------------------------------------------------------------------
+# our PPO
+# --------------------------------------------------------------------------------------------------------
+def run_ppo(model: Any, tokenizer: Any, rows: list[dict], a: argparse.Namespace, T: int, seed: int) -> RunResult:
+    import torch as th
+
+    venv = bs.make_vec_env(rows, tokenizer, a.prompt_tokens, T, a.completions, seed)
+    ppo = bs.make_ppo(venv, model, tokenizer, n_steps=T, batch_size=None, kl_coef=a.kl, learning_rate=a.lr,
+                      seed=seed, max_grad_norm=0.5, device=a.device, dtype=None if a.dtype == "float32" else a.dtype)
+    timers = bs.instrument_ppo(ppo)
+    budget = a.updates * a.completions * T
+    th.manual_seed(seed)
+    start = time.perf_counter()
+    ppo.learn(budget, callback=bs.episode_logger(timers))
+    wall = time.perf_counter() - start
+    venv.close()
+    rewards = [(t, r) for t, r, _ in timers.episodes]
+    return RunResult("ppo", T, seed, wall, ppo.num_timesteps, rewards, timers.breakdown())
+
+
+# --------------------------------------------------------------------------------------------------------
+# TRL
+# --------------------------------------------------------------------------------------------------------
+def _trl() -> Any:
+    try:
+        import trl
+    except ImportError as e:
+        raise TRLUnavailableError(f"expected trl to be installed, got ImportError: {e}. Fix: pip install -e '.[bench]'") from e
+    for name in ("GRPOTrainer", "GRPOConfig", "RLOOTrainer", "RLOOConfig"):
+        if not hasattr(trl, name):
+            raise TRLUnavailableError(f"expected trl.{name} (trl >= 0.20), got trl {trl.__version__} without it")
+    return trl
+
+
+class _RewardFn:
+    """ROUGE-L of each completion against its reference; records (cumulative tokens, reward) and its time."""
+
+    __name__ = "rouge_l"
+
+    def __init__(self) -> None:
+        from text_envs import make_reward
+
+        self.reward = make_reward("rouge-l")
+        self.tokens = 0
+        self.log: list[tuple[int, float]] = []
+        self.seconds = 0.0
+
+    def __call__(self, prompts: list, completions: list, completion_ids: list, summary: list, **kwargs: Any) -> list[float]:
+        start = time.perf_counter()
+        values = self.reward(list(completions), [[s] for s in summary], list(prompts))
+        for ids, v in zip(completion_ids, values):
+            self.tokens += len(ids)
+            self.log.append((self.tokens, float(v)))
+        self.seconds += time.perf_counter() - start
+        return [float(v) for v in values]
+
+
+def run_trl(kind: str, model_dir: str, tokenizer: Any, prompts: list[str], refs: list[str], a: argparse.Namespace,
+            T: int, seed: int, out_dir: str) -> RunResult:
+    trl = _trl()
+    from datasets import Dataset
+
+    Config, Trainer = (trl.GRPOConfig, trl.GRPOTrainer) if kind == "grpo" else (trl.RLOOConfig, trl.RLOOTrainer)
+    common = dict(
+        output_dir=os.path.join(out_dir, f"{kind}-{T}-{seed}"), use_cpu=a.device == "cpu", bf16=a.dtype == "bfloat16",
+        fp16=False, report_to="none", model_init_kwargs={"dtype": a.dtype},
+        save_strategy="no", logging_steps=10**6, disable_tqdm=True, seed=seed, data_seed=seed,
+        learning_rate=a.lr, lr_scheduler_type="constant", warmup_steps=0, adam_epsilon=1e-5, weight_decay=0.0,
+        max_grad_norm=0.5, max_steps=a.updates, per_device_train_batch_size=a.completions,
+        gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1, num_generations=a.generations,
+        max_completion_length=T, temperature=1.0, top_k=0, top_p=1.0, beta=a.kl, dataloader_num_workers=0,
+    )
+    args = Config(**common)
+    dataset = Dataset.from_dict({"prompt": prompts, "summary": refs})
+    reward = _RewardFn()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = Trainer(model=model_dir, reward_funcs=[reward], args=args, train_dataset=dataset,
+                          processing_class=tokenizer)
+    timers = {}
+    for name in ("_generate", "_calculate_rewards", "_generate_and_score_completions"):
+        if not hasattr(trainer, name):
+            raise TRLUnavailableError(f"expected {Trainer.__name__}.{name} (trl 1.16 API), got trl {trl.__version__}")
+        timers[name] = bs.CallTimer(getattr(trainer, name), bs.cuda_sync(a.device))
+        setattr(trainer, name, timers[name])
+    sync = bs.cuda_sync(a.device)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer.train()
+    if sync is not None:
+        sync()
+    wall = time.perf_counter() - start
+    del trainer
+    gen, rew, score = (timers[n].total for n in ("_generate", "_calculate_rewards", "_generate_and_score_completions"))
+    parts = {
+        "rollout_forward": gen,
+        "reward": rew,
+        "kl_ref_gae": max(score - gen - rew, 0.0),  # old/reference log-probs and advantages
+        "update": max(wall - score, 0.0),  # loss forward/backward, optimizer, Trainer bookkeeping
+    }
+    return RunResult(kind, T, seed, wall, reward.tokens, reward.log, parts)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------------------
+def run_group(tokenizer: Any, a: argparse.Namespace, T: int, seed: int, trainers: Sequence[str]) -> list[RunResult]:
+    """One (T, seed) group: every trainer from the same initial weights, prompts and reward."""
+    n_prompts = max(64, a.updates * a.completions)
+    rows, prompts, refs = task_data(tokenizer, n_prompts, a.prompt_tokens, T)
+    import torch as th
+
+    dtype = None if a.dtype == "float32" else getattr(th, a.dtype)
+    model = bs.build_model(a.size, "causal", tokenizer, max_positions=a.prompt_tokens + T + 8, seed=seed, dtype=dtype)
+    out: list[RunResult] = []
+    tmp = tempfile.mkdtemp(prefix="bench_trl_")
+    try:
+        model_dir = os.path.join(tmp, "model")
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        for kind in trainers:
+            try:
+                if kind == "ppo":
+                    import copy
+
+                    out.append(run_ppo(copy.deepcopy(model), tokenizer, rows, a, T, seed))
+                else:
+                    out.append(run_trl(kind, model_dir, tokenizer, prompts, refs, a, T, seed, tmp))
+            except TRLUnavailableError as e:
+                out.append(RunResult(kind, T, seed, float("nan"), 0, [], error=str(e)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+PART_NAMES = ("rollout_forward", "env_step", "reward", "kl_ref_gae", "update", "sb3_bookkeeping")
+
+
+def print_tables(results: list[RunResult], a: argparse.Namespace) -> list[dict]:
+    """Per (T, trainer): mean over seeds; ratios against GRPO of the same seed first, then averaged."""
+    rows = []
+    for T in sorted({r.T for r in results}):
+        print(f"\n## T={T}: {a.completions} completions/update, {a.updates} updates "
+              f"({a.updates * a.completions * T} generated tokens), kl={a.kl}, lr={a.lr}; {bs._load()}")
+        print(f"{'trainer':<8}{'tok/s':>9}{'x GRPO':>8}{'reward first 1/4':>18}{'reward last 1/4':>17}"
+              f"{'rollout':>9}{'env':>6}{'reward':>8}{'ref/old':>9}{'update':>8}{'sb3':>6}{'seeds':>7}")
+        group = [r for r in results if r.T == T]
+        grpo = {r.seed: r for r in group if r.trainer == "grpo" and r.error is None}
+        for kind in dict.fromkeys(r.trainer for r in group):
+            runs = [r for r in group if r.trainer == kind]
+            errs = [r.error for r in runs if r.error]
+            if errs:
+                print(f"{kind:<8}  not run: {errs[0]}")
+                rows.append({"T": T, "trainer": kind, "error": errs[0]})
+                continue
+            tok_s = float(np.mean([r.tok_s for r in runs]))
+            ratio = [r.tok_s / grpo[r.seed].tok_s for r in runs if r.seed in grpo]
+            x = float(np.mean(ratio)) if ratio else float("nan")
+            first = [r.reward_window(0.0, 0.25) for r in runs]
+            last = [r.reward_window(0.75, 1.0) for r in runs]
+            wall = sum(r.wall_s for r in runs)
+            shares = {p: sum(r.parts.get(p, 0.0) for r in runs) / wall for p in PART_NAMES}
+            row = {"T": T, "trainer": kind, "tok_s": tok_s, "x_grpo": x, "reward_first": float(np.mean(first)),
+                   "reward_last": float(np.mean(last)), "reward_last_std": float(np.std(last)), "shares": shares,
+                   "seeds": len(runs)}
+            rows.append(row)
+            sh = [f"{shares[p]:.0%}" if p in runs[0].parts else "-" for p in PART_NAMES]
+            print(f"{kind:<8}{tok_s:>9,.0f}{x:>8.2f}{np.mean(first):>18.4f}"
+                  f"{np.mean(last):>11.4f}±{np.std(last):<5.3f}"
+                  f"{sh[0]:>9}{sh[1]:>6}{sh[2]:>8}{sh[3]:>9}{sh[4]:>8}{sh[5]:>6}{len(runs):>7}")
+    return rows
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (``--quick`` applied); raises :class:`TextEnvsError` on inconsistent settings."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one seed, T=16, 2 updates of 8 completions")
+    parser.add_argument("--lengths", default="32,128", help="completion lengths T, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trainers", default=",".join(TRAINERS), help=f"subset of {TRAINERS}")
+    parser.add_argument("--completions", type=int, default=16, help="completions per update")
+    parser.add_argument("--generations", type=int, default=4, help="TRL completions per prompt (group size)")
+    parser.add_argument("--updates", type=int, default=None, help="updates per run (default: 12 at T<=32, 6 above)")
+    parser.add_argument("--kl", type=float, default=0.05, help="KL coefficient of all three trainers")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--prompt-tokens", type=int, default=128, help="P: every embedded prompt fits in 128")
+    parser.add_argument("--size", default="tiny", choices=bs.SIZES, help="causal model size (GPT-2 shape; 0.5b: Qwen2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (TRL: use_cpu=True on cpu)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="parameter dtype of all three")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the machine is shared)")
+    a = parser.parse_args(argv)
+    if a.quick:
+        a.lengths, a.seeds, a.completions, a.updates = "16", "0", 8, 2
+    trainers = [t.strip() for t in a.trainers.split(",") if t.strip()]
+    for t in trainers:
+        if t not in TRAINERS:
+            from text_envs.errors import unknown_name
+
+            raise unknown_name("trainer", t, TRAINERS)
+    a.trainer_list = trainers
+    if a.device == "cpu" and a.dtype != "float32":
+        raise TextEnvsError(f"expected --dtype float32 on CPU (TRL on CPU needs bf16=False), got {a.dtype}")
+    if a.completions % a.generations:
+        raise TextEnvsError(f"expected --completions to be a multiple of --generations (TRL groups), got "
+                            f"{a.completions} and {a.generations}")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Run the comparison; returns one summary row per (T, trainer) (used by the smoke tests)."""
+    a = parse_args(argv)
+    import torch as th
+
+    th.set_num_threads(a.threads)
+    _quiet()
+    from text_envs.tokenization import load_tokenizer
+
+    tok = load_tokenizer()
+    try:
+        import trl
+
+        trl_version = trl.__version__
+    except ImportError:
+        trl_version = "not installed"
+    import stable_baselines3
+    import transformers
+
+    print(f"# bench_trl: torch {th.__version__} ({th.get_num_threads()} threads), transformers {transformers.__version__}, "
+          f"trl {trl_version}, SB3 {stable_baselines3.__version__}; {os.cpu_count()} CPUs; {bs._load()}")
+    results: list[RunResult] = []
+    start = time.perf_counter()
+    for T in (int(x) for x in a.lengths.split(",")):
+        updates = a.updates or (12 if T <= 32 else 6)
+        a_t = argparse.Namespace(**{**vars(a), "updates": updates})
+        for seed in (int(x) for x in a.seeds.split(",")):
+            results += run_group(tok, a_t, T, seed, a.trainer_list)
+        print_tables([r for r in results if r.T == T], a_t)
+    print(f"\n(columns: tok/s = generated tokens / training wall time; x GRPO = tok/s over TRL GRPO's, per seed; "
+          f"reward = mean ROUGE-L of the completions in that quarter of the token budget, ± std over seeds; "
+          f"time shares of the wall time. Total {time.perf_counter() - start:.0f} s; {bs._load()})")
+    return [row for row in _summaries(results, a)]
+
+
+def _quiet() -> None:
+    """Silence the libraries' progress bars and deprecation chatter: the tables are the output."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def _summaries(results: list[RunResult], a: argparse.Namespace) -> list[dict]:
+    out = []
+    for T in sorted({r.T for r in results}):
+        for kind in dict.fromkeys(r.trainer for r in results if r.T == T):
+            runs = [r for r in results if r.T == T and r.trainer == kind]
+            out.append({"T": T, "trainer": kind, "error": next((r.error for r in runs if r.error), None),
+                        "tok_s": float(np.mean([r.tok_s for r in runs])),
+                        "tokens": [r.tokens for r in runs],
+                        "reward_last": float(np.mean([r.reward_window(0.75, 1.0) for r in runs])),
+                        "parts": [r.parts for r in runs]})
+    return out
+
+
+if __name__ == "__main__":
+    main()

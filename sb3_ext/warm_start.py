@@ -1,0 +1,135 @@
+"""Supervised warm start: teacher forcing on an env's references before RL (RL4LMs's "supervised + RL").
+
+    from sb3_ext import warm_start
+    model = PPO(LLMPolicy, env, ...)
+    warm_start(model.policy, env, epochs=3)   # then model.learn(...)
+
+The env provides ``num_examples``, ``example_text(i) -> (prompt_text, references)`` and
+``encode_prompt(text) -> (ids, mask)`` (the same arrays as the observation); the target is the first
+reference tokenized by the env's tokenizer, ending with EOS and cut to the token budget ``T``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+
+from text_envs.errors import TextEnvsError
+
+from .buffers import EpisodeBatch
+
+__all__ = ["warm_start", "supervised_examples"]
+
+
+def _env_api(env: Any) -> tuple[Any, Any]:
+    """(call(method, *args), getattr(name)) on the first sub-env of a VecEnv, or on a gymnasium env."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    if isinstance(env, VecEnv):
+        return (lambda m, *a: env.env_method(m, *a, indices=0)[0]), (lambda n: env.get_attr(n, indices=0)[0])
+    base = env.unwrapped
+    return (lambda m, *a: getattr(base, m)(*a)), (lambda n: getattr(base, n))
+
+
+def supervised_examples(policy: Any, env: Any, max_examples: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Encode the env's examples as (prompt_ids (P,), prompt_mask (P,), target_ids (<=T,)) triples."""
+    call, get = _env_api(env)
+    try:
+        n = int(get("num_examples"))
+        tokenizer = get("tokenizer")
+    except AttributeError as e:
+        raise TextEnvsError(
+            "warm_start expected a text_envs env exposing num_examples, example_text(i), encode_prompt(text) and "
+            f"tokenizer, got {type(env).__name__} ({e})"
+        ) from e
+    if max_examples is not None:
+        n = min(n, int(max_examples))
+    if n <= 0:
+        raise TextEnvsError(f"warm_start expected an env with at least one example, got num_examples={n}")
+    eos = tokenizer.eos_token_id
+    out = []
+    for i in range(n):
+        prompt_text, references = call("example_text", i)
+        if not references:
+            continue
+        ids, mask = call("encode_prompt", prompt_text)
+        target = list(tokenizer(references[0])["input_ids"])
+        if eos is not None and (not target or target[-1] != eos):
+            target.append(eos)
+        target = target[: policy.T]
+        if target:
+            out.append((np.asarray(ids, dtype=np.int64), np.asarray(mask, dtype=np.int64), np.asarray(target)))
+    if not out:
+        raise TextEnvsError("warm_start found no example with a non-empty reference")
+    return out
+
+
+def warm_start(
+    policy: Any,
+    env: Any,
+    epochs: int = 1,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    max_examples: int | None = None,
+    update_reference: bool = True,
+    seed: int = 0,
+    verbose: int = 0,
+) -> list[float]:
+    """Teacher-forced cross-entropy on the env's references, through the policy's own distribution.
+
+    :param policy: an ``LLMPolicy`` (e.g. ``model.policy``)
+    :param env: the env (gymnasium env or SB3 VecEnv) whose examples to imitate
+    :param epochs: passes over the examples
+    :param batch_size: episodes per step
+    :param learning_rate: Adam learning rate (a fresh optimizer; the policy's own is left untouched)
+    :param max_examples: use only the first examples (``None``: all)
+    :param update_reference: make the warm-started weights the KL reference and mask model
+    :param seed: shuffling seed
+    :param verbose: 1 prints the mean loss of each epoch
+    :return: mean token loss (nats) of each epoch
+    """
+    if epochs < 1 or batch_size < 1:
+        raise TextEnvsError(f"expected epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
+    data = supervised_examples(policy, env, max_examples)
+    device = policy.device
+    optimizer = th.optim.Adam([p for n, p in policy.named_parameters() if "value" not in n], lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    policy.set_training_mode(True)
+    losses = []
+    for epoch in range(epochs):
+        order = rng.permutation(len(data))
+        total, count = 0.0, 0
+        for lo in range(0, len(order), batch_size):
+            items = [data[i] for i in order[lo : lo + batch_size]]
+            L = max(len(t) for _, _, t in items)
+            tokens = np.zeros((len(items), L), dtype=np.int64)
+            for j, (_, _, t) in enumerate(items):
+                tokens[j, : len(t)] = t
+            lens = [len(t) for _, _, t in items]
+            batch = EpisodeBatch(
+                prompt_ids=th.as_tensor(np.stack([p for p, _, _ in items]), device=device),
+                prompt_mask=th.as_tensor(np.stack([m for _, m, _ in items]), device=device),
+                tokens=th.as_tensor(tokens, device=device),
+                out_episode=th.as_tensor(np.repeat(np.arange(len(items)), lens), device=device),
+                out_pos=th.as_tensor(np.concatenate([np.arange(n) for n in lens]), device=device),
+            )
+            targets = batch.tokens[batch.out_episode, batch.out_pos]
+            with policy._attention_context():
+                logits, _, _ = policy._episode_outputs(batch)  # (N, V)
+            log_probs = policy.distribution_logits(logits).log_softmax(-1)
+            loss = -log_probs.gather(-1, targets[:, None]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(targets)
+            count += len(targets)
+        losses.append(total / count)
+        if verbose:
+            print(f"warm_start epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+    policy.set_training_mode(False)
+    policy.reset_cache()
+    if update_reference:
+        policy.update_reference()
+    return losses
