@@ -139,7 +139,7 @@ def summary_rows(n: int, split: str = "train", min_tokens: int = 0, tokenizer: A
         row = dict(summarization_row(split, i))
         i += 1
         if min_tokens:
-            while len(tokenizer(row["document"], add_special_tokens=False)["input_ids"]) < min_tokens:
+            while len(tokenizer(row["document"], add_special_tokens=False, verbose=False)["input_ids"]) < min_tokens:
                 row["document"] += " " + summarization_row(split, i)["document"]
                 i += 1
         rows.append(row)
@@ -371,14 +371,19 @@ def supervised_epoch_seconds(model: Any, buffer: Any, batch_size: int, lr: float
         pids, pmask = batch.prompt_ids.to(device), batch.prompt_mask.to(device)
         if seq2seq:
             out = model(input_ids=pids, attention_mask=pmask, labels=labels)
+            loss = out.loss
         else:
+            L = tokens.shape[1]
             ids = th.cat([pids, tokens], 1)  # (E, P + L)
             mask = th.cat([pmask, tmask], 1)
             pos = (mask.cumsum(1) - 1).clamp(min=0)
-            full_labels = th.cat([th.full_like(pids, -100), labels], 1)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, labels=full_labels)
+            # logits of the last L+1 positions only (the prompt's are not trained), as an efficient SFT does
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=L + 1).logits
+            logits = logits[:, :-1]  # (E, L, V): position P-1+t predicts token t
+            loss = th.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                                  ignore_index=-100)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         th.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()
     if sync is not None:
@@ -397,8 +402,6 @@ def floor_ratios(size: str, arch: str, tokenizer: Any, n_envs: int = 8, P: int =
     * ``ppo_vs_supervised``: one PPO epoch's seconds divided by one supervised epoch's seconds over the same
       episodes and minibatches (1.0 = PPO costs no more than supervised fine-tuning).
     """
-    import torch as th
-
     rows = summary_rows(max(64, n_envs * episodes_per_env * 2), tokenizer=tokenizer,
                         min_tokens=P if P > 128 else 0)
     model = build_model(size, arch, tokenizer, max_positions=max(2048, P + T + 8), seed=seed)
@@ -416,7 +419,7 @@ def floor_ratios(size: str, arch: str, tokenizer: Any, n_envs: int = 8, P: int =
     ids, mask = env_prompts(venv, n_envs)
     generate_seconds(lm, ids, mask, min(T, 8), device)  # warm-up
     gen_s = sum(generate_seconds(lm, ids, mask, T, device) for _ in range(episodes_per_env))
-    sup_s = supervised_epoch_seconds(lm, ppo.rollout_buffer, batch_tokens or tokens, device=device)
+    sup_s = min(supervised_epoch_seconds(lm, ppo.rollout_buffer, batch_tokens or tokens, device=device) for _ in range(2))
     venv.close()
     return {
         "params_m": n_params(lm) / 1e6,
@@ -433,18 +436,27 @@ def floor_ratios(size: str, arch: str, tokenizer: Any, n_envs: int = 8, P: int =
 # --------------------------------------------------------------------------------------------------------
 # memory
 # --------------------------------------------------------------------------------------------------------
-def rss_mb() -> float:
-    """Current resident set size (MiB)."""
+def _proc_status_mb(key: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def rss_mb() -> float:
+    """Current resident set size (MiB)."""
+    return _proc_status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (MiB; Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process's address space (MiB).
+
+    ``VmHWM`` starts afresh at ``exec``; ``getrusage``'s ``ru_maxrss`` would carry the parent's peak into a child
+    started with ``fork``.
+    """
+    hwm = _proc_status_mb("VmHWM")
+    return hwm if math.isfinite(hwm) else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory_child(size: str, arch: str, n_envs: int, P: int, T: int, n_steps: int, seed: int = 0) -> dict[str, float]:
@@ -555,16 +567,18 @@ class Settings:
     base_envs: int = 8
     base_P: int = 128
     base_T: int = 32
+    floor_sizes: Sequence[str] = ("tiny", "7m", "60m")
+    floor_archs: Sequence[str] = ("seq2seq", "causal")
     mem_sizes: Sequence[str] = ("tiny", "7m", "60m")
     mem_envs: Sequence[int] = (1, 8, 32)
     mem_prompts: Sequence[int] = (64, 256, 1024)
     mem_T: int = 32
-    mem_steps: int = 64
+    mem_steps: int = 32
     buffer_fill: int = 256
 
 
 QUICK = Settings(n_envs_list=(1, 4), lengths=(16, 64), prompts=(64, 256), min_tokens=128, base_envs=4,
-                 mem_sizes=("tiny",), mem_envs=(1, 4), mem_prompts=(128,), mem_steps=16, buffer_fill=64)
+                 floor_sizes=("tiny",), mem_sizes=("tiny",), mem_envs=(1, 4), mem_prompts=(128,), mem_steps=16, buffer_fill=64)
 
 
 def measure_point(tok: Any, s: Settings, n_envs: int, P: int, T: int, seed: int = 0) -> dict[str, float]:
@@ -584,6 +598,8 @@ def measure_point(tok: Any, s: Settings, n_envs: int, P: int, T: int, seed: int 
     lm = ppo.policy.model
     generate_seconds(lm, ids, mask, min(T, 8))
     gen_s = sum(generate_seconds(lm, ids, mask, T) for _ in range(episodes))
+    sup_s = min(supervised_epoch_seconds(lm, ppo.rollout_buffer, tokens) for _ in range(2))  # 1st: warm-up
+    parts = timers.breakdown()
     venv.close()
     return {
         "n_envs": n_envs, "P": P, "T": T, "tokens": tokens,
@@ -592,7 +608,10 @@ def measure_point(tok: Any, s: Settings, n_envs: int, P: int, T: int, seed: int 
         "rollout_us_tok": 1e6 * timers.collect.total / tokens,
         "update_us_tok": 1e6 * timers.train.total / tokens,
         "generate_us_tok": 1e6 * gen_s / tokens,
-        "bookkeeping_share": timers.breakdown()["sb3_bookkeeping"] / timers.collect.total,
+        "supervised_us_tok": 1e6 * sup_s / tokens,
+        "forward_share": parts["rollout_forward"] / timers.collect.total,
+        "env_share": (parts["env_step"] + parts["reward"]) / timers.collect.total,
+        "bookkeeping_share": parts["sb3_bookkeeping"] / timers.collect.total,
     }
 
 
@@ -602,30 +621,34 @@ def _load() -> str:
 
 def table_envs(tok: Any, s: Settings) -> list[dict]:
     print(f"\n## tokens/s vs n_envs ({s.arch} {s.size}, P={s.base_P}, T={s.base_T}; {_load()})")
-    print(f"{'n_envs':>7}{'rollout tok/s':>15}{'generate tok/s':>16}{'rollout/generate':>18}{'sb3 share':>11}")
+    print("(shares: of the rollout's wall time: policy forward, env step with reward, SB3's own bookkeeping)")
+    print(f"{'n_envs':>7}{'rollout tok/s':>15}{'generate tok/s':>16}{'rollout/generate':>18}"
+          f"{'forward':>9}{'env':>6}{'sb3':>6}")
     out = []
     for n in s.n_envs_list:
         r = measure_point(tok, s, n, s.base_P, s.base_T)
         out.append(r)
         print(f"{n:>7}{r['rollout_tok_s']:>15,.0f}{r['generate_tok_s']:>16,.0f}"
-              f"{r['rollout_tok_s'] / r['generate_tok_s']:>18.2f}{r['bookkeeping_share']:>11.0%}")
+              f"{r['rollout_tok_s'] / r['generate_tok_s']:>18.2f}{r['forward_share']:>9.0%}{r['env_share']:>6.0%}"
+              f"{r['bookkeeping_share']:>6.0%}")
     return out
 
 
 def _per_token_table(rows: list[dict], key: str) -> None:
     base = rows[0]
-    print(f"{key:>6}{'rollout us/tok':>16}{'update us/tok':>15}{'generate us/tok':>17}"
-          f"{'rollout x':>11}{'update x':>10}{'generate x':>12}{'rollout/generate':>18}")
+    print(f"{key:>6}{'rollout us/tok':>16}{'generate us/tok':>17}{'update us/tok':>15}{'superv. us/tok':>16}"
+          f"{'rollout x':>11}{'generate x':>12}{'update x':>10}{'rollout/generate':>18}{'update/superv.':>16}")
     for r in rows:
-        print(f"{r[key]:>6}{r['rollout_us_tok']:>16,.0f}{r['update_us_tok']:>15,.0f}{r['generate_us_tok']:>17,.0f}"
-              f"{r['rollout_us_tok'] / base['rollout_us_tok']:>11.2f}{r['update_us_tok'] / base['update_us_tok']:>10.2f}"
-              f"{r['generate_us_tok'] / base['generate_us_tok']:>12.2f}"
-              f"{r['generate_us_tok'] / r['rollout_us_tok']:>18.2f}")
+        print(f"{r[key]:>6}{r['rollout_us_tok']:>16,.0f}{r['generate_us_tok']:>17,.0f}{r['update_us_tok']:>15,.0f}"
+              f"{r['supervised_us_tok']:>16,.0f}{r['rollout_us_tok'] / base['rollout_us_tok']:>11.2f}"
+              f"{r['generate_us_tok'] / base['generate_us_tok']:>12.2f}{r['update_us_tok'] / base['update_us_tok']:>10.2f}"
+              f"{r['generate_us_tok'] / r['rollout_us_tok']:>18.2f}{r['update_us_tok'] / r['supervised_us_tok']:>16.2f}")
 
 
 def table_length(tok: Any, s: Settings) -> list[dict]:
     print(f"\n## cost per generated token vs T ({s.arch} {s.size}, n_envs={s.base_envs}, P={s.base_P}; {_load()})")
-    print("(x columns: divided by the first row; flat = cost per token does not grow with length)")
+    print("(x columns: divided by the first row; flat = cost per token does not grow with length. rollout/generate is a"
+          " throughput ratio: 1 = as fast as generate; update/superv.: PPO epoch over supervised epoch, same tokens)")
     out = [measure_point(tok, s, s.base_envs, s.base_P, T) for T in s.lengths]
     _per_token_table(out, "T")
     return out
@@ -635,6 +658,25 @@ def table_prompt(tok: Any, s: Settings) -> list[dict]:
     print(f"\n## cost per generated token vs P ({s.arch} {s.size}, n_envs={s.base_envs}, T={s.base_T}; {_load()})")
     out = [measure_point(tok, s, s.base_envs, P, s.base_T) for P in s.prompts]
     _per_token_table(out, "P")
+    return out
+
+
+def table_floor(tok: Any, s: Settings) -> list[dict]:
+    T = s.base_T
+    print(f"\n## the floor: rollout vs HF generate, PPO epoch vs supervised epoch (n_envs={s.base_envs}, P={s.base_P}, "
+          f"T={T}, 2 episodes per env; {_load()})")
+    print("(rollout/generate: throughput ratio, 1 = as fast as generate; PPO/supervised: time ratio, 1 = same cost)")
+    print(f"{'arch':>8}{'size':>6}{'params M':>10}{'rollout tok/s':>15}{'generate tok/s':>16}{'rollout/generate':>18}"
+          f"{'PPO epoch s':>13}{'superv. s':>11}{'PPO/supervised':>16}")
+    out = []
+    for arch in s.floor_archs:
+        for size in s.floor_sizes:
+            r = floor_ratios(size, arch, tok, n_envs=s.base_envs, P=s.base_P, T=T, episodes_per_env=2)
+            r.update(arch=arch, size=size)
+            out.append(r)
+            print(f"{arch:>8}{size:>6}{r['params_m']:>10.1f}{r['rollout_tok_s']:>15,.0f}{r['generate_tok_s']:>16,.0f}"
+                  f"{r['rollout_vs_generate']:>18.2f}{r['ppo_epoch_s']:>13.2f}{r['supervised_epoch_s']:>11.2f}"
+                  f"{r['ppo_vs_supervised']:>16.2f}")
     return out
 
 
@@ -661,7 +703,7 @@ def table_memory(s: Settings) -> dict[str, Any]:
     return out
 
 
-TABLES = ("envs", "length", "prompt", "memory")
+TABLES = ("floor", "envs", "length", "prompt", "memory")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -695,6 +737,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"# bench_scaling: {s.arch} {s.size}, torch threads {th.get_num_threads()}, {os.cpu_count()} CPUs, {_load()}")
     results: dict[str, Any] = {}
     start = time.perf_counter()
+    if "floor" in tables:
+        results["floor"] = table_floor(tok, s)
     if "envs" in tables:
         results["envs"] = table_envs(tok, s)
     if "length" in tables:

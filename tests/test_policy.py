@@ -221,3 +221,20 @@ def test_eos_is_in_vocab_and_predict_greedy(env):
     a1, _ = model.predict(obs, deterministic=True)
     a2, _ = model.predict(obs, deterministic=True)
     assert a1.shape == (env.num_envs,) and np.array_equal(a1, a2) and EOS < V
+
+
+def test_default_model_uses_the_shipped_checkpoint_when_the_tokenizer_matches():
+    import os
+
+    import text_envs
+    from safetensors.torch import load_file
+
+    asset = os.path.join(os.path.dirname(text_envs.__file__), "assets", "model")
+    if not os.path.isfile(os.path.join(asset, "model.safetensors")):
+        pytest.skip("no shipped model in text_envs/assets/model")
+    env = make_vec_env("TextSummarization-v0", n_envs=1, env_kwargs=dict(max_prompt_tokens=16, max_new_tokens=4))
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3)
+    shipped = load_file(os.path.join(asset, "model.safetensors"))
+    mine = policy.model.state_dict()
+    assert all(th.equal(mine[k], v) for k, v in shipped.items() if k in mine)
+    assert policy.tokenizer is not None and len(policy.tokenizer) == env.action_space.n
