@@ -1,12 +1,15 @@
 """How the cost of PPO with LLMPolicy grows: with n_envs, generated length, prompt length; and its memory.
 
-    python benchmarks/bench_scaling.py            # all tables, about 8 minutes on 2 CPU cores
-    python benchmarks/bench_scaling.py --quick    # every table at a tiny size, under a minute
-    python benchmarks/bench_scaling.py --tables length,memory --arch seq2seq
+    python benchmarks/bench_scaling.py                  # floor, n_envs, length, prompt: ~10 min on a loaded 2-core CPU
+    python benchmarks/bench_scaling.py --tables memory  # the memory table: 7 fresh processes, ~6 min
+    python benchmarks/bench_scaling.py --quick --tables all   # every table at a tiny size, about a minute
+    python benchmarks/bench_scaling.py --tables length --arch seq2seq
 
 Tables (each row measured side by side in this run; the machine is shared, so read the ratios):
 
-* ``n_envs``: rollout tokens/s of ``PPO.collect_rollouts`` with 1..32 envs, beside Hugging Face ``generate``
+* ``floor``: for each model size (tiny, 7M, 60M) and architecture, rollout tokens/s ÷ ``generate`` tokens/s and
+  one PPO epoch ÷ one supervised epoch over the same episodes (:func:`floor_ratios`).
+* ``envs``: rollout tokens/s of ``PPO.collect_rollouts`` with 1..32 envs, beside Hugging Face ``generate``
   tokens/s at the same batch, prompt and length (the floor); ``rollout/generate`` is their ratio.
 * ``length``: cost per generated token (microseconds) of the rollout, of the PPO update and of ``generate``
   for ``T`` = 16..256, and each divided by its ``T=16`` value: a flat column (about 1) is the claim
@@ -394,8 +397,8 @@ def supervised_epoch_seconds(model: Any, buffer: Any, batch_size: int, lr: float
 
 def floor_ratios(size: str, arch: str, tokenizer: Any, n_envs: int = 8, P: int = 128, T: int = 32,
                  episodes_per_env: int = 2, device: str = "cpu", dtype: str | None = None,
-                 batch_tokens: int | None = None, kl_coef: float = 0.0, seed: int = 0) -> dict[str, float]:
-    """The two floor ratios of one model, measured side by side.
+                 batch_tokens: int | None = None, kl_coef: float = 0.0, seed: int = 0, repeats: int = 2) -> dict[str, float]:
+    """The two floor ratios of one model, measured side by side (interleaved, best of ``repeats``).
 
     * ``rollout_vs_generate``: rollout tokens/s of ``PPO.collect_rollouts`` divided by ``generate`` tokens/s at
       the same batch (``n_envs``), prompt length and ``T`` (1.0 = as fast as ``generate``);
@@ -411,14 +414,10 @@ def floor_ratios(size: str, arch: str, tokenizer: Any, n_envs: int = 8, P: int =
                    dtype=dtype)
     lm = ppo.policy.model
     timers = instrument_ppo(ppo)
-    ppo.learn(n_steps * n_envs)  # warm-up rollout + update (first-call costs)
-    timers.reset()
-    ppo.learn(n_steps * n_envs, reset_num_timesteps=False)
-    tokens = n_steps * n_envs
-    rollout_s, ppo_epoch_s = timers.collect.total, timers.train.total
     ids, mask = env_prompts(venv, n_envs)
-    generate_seconds(lm, ids, mask, min(T, 8), device)  # warm-up
-    gen_s = sum(generate_seconds(lm, ids, mask, T, device) for _ in range(episodes_per_env))
+    rollout_s, ppo_epoch_s, gen_s, parts = _interleaved(ppo, timers, n_steps * n_envs, lambda: sum(
+        generate_seconds(lm, ids, mask, T, device) for _ in range(episodes_per_env)), repeats)
+    tokens = n_steps * n_envs
     sup_s = min(supervised_epoch_seconds(lm, ppo.rollout_buffer, batch_tokens or tokens, device=device) for _ in range(2))
     venv.close()
     return {
@@ -429,7 +428,7 @@ def floor_ratios(size: str, arch: str, tokenizer: Any, n_envs: int = 8, P: int =
         "ppo_epoch_s": ppo_epoch_s,
         "supervised_epoch_s": sup_s,
         "ppo_vs_supervised": ppo_epoch_s / sup_s,
-        **{f"share_{k}": v / max(rollout_s + ppo_epoch_s, 1e-9) for k, v in timers.breakdown().items()},
+        **{f"share_{k}": v / max(rollout_s + ppo_epoch_s, 1e-9) for k, v in parts.items()},
     }
 
 
@@ -530,7 +529,7 @@ def buffer_comparison(P: int = 1024, T: int = 256, n_envs: int = 32, n_steps: in
     stock = DictRolloutBuffer(n_steps, obs_space, act_space, device="cpu", n_envs=n_envs)
     stock_bytes = buffer_bytes(stock)
     del stock
-    fill = min(n_steps, fill_steps or n_steps)
+    fill = min(n_steps, max(fill_steps or n_steps, T))  # at least one whole episode per env
     ep = EpisodeRolloutBuffer(fill, obs_space, act_space, device="cpu", n_envs=n_envs)
     rng = np.random.default_rng(seed)
     prompt = rng.integers(2, V, size=(n_envs, P))
@@ -563,7 +562,8 @@ class Settings:
     n_envs_list: Sequence[int] = (1, 2, 4, 8, 16, 32)
     lengths: Sequence[int] = (16, 32, 64, 128, 256)
     prompts: Sequence[int] = (64, 128, 256, 512, 1024)
-    min_tokens: int = 2048  # tokens per measured rollout (more steps for few envs / short texts)
+    min_tokens: int = 1024  # tokens per measured rollout (more steps for few envs / short texts)
+    repeats: int = 2  # interleaved rollout/generate repetitions, best of
     base_envs: int = 8
     base_P: int = 128
     base_T: int = 32
@@ -577,8 +577,32 @@ class Settings:
     buffer_fill: int = 256
 
 
-QUICK = Settings(n_envs_list=(1, 4), lengths=(16, 64), prompts=(64, 256), min_tokens=128, base_envs=4,
+QUICK = Settings(n_envs_list=(1, 4), lengths=(16, 32), prompts=(64, 256), min_tokens=128, repeats=1, base_envs=4,
                  floor_sizes=("tiny",), mem_sizes=("tiny",), mem_envs=(1, 4), mem_prompts=(128,), mem_steps=16, buffer_fill=64)
+
+
+def _interleaved(ppo: Any, timers: PPOTimers, steps: int, generate: Callable[[], float],
+                 repeats: int) -> tuple[float, float, float, dict[str, float]]:
+    """Warm up, then alternate one ``learn`` (rollout + update) and one ``generate`` pass ``repeats`` times.
+
+    Returns the best (smallest) rollout, update and generate seconds and the breakdown of the best rollout:
+    on a shared machine the minimum is the measurement least disturbed by other processes, and alternating
+    exposes both sides to the same disturbances.
+    """
+    ppo.learn(steps)  # warm-up rollout + update (first-call costs)
+    generate()  # warm-up
+    best: tuple[float, float, dict[str, float]] | None = None
+    gen_best = float("inf")
+    for _ in range(max(1, repeats)):
+        timers.reset()
+        ppo.learn(steps, reset_num_timesteps=False)
+        if best is None or timers.collect.total < best[0]:
+            best = (timers.collect.total, timers.train.total, timers.breakdown())
+        else:
+            best = (best[0], min(best[1], timers.train.total), best[2])
+        gen_best = min(gen_best, generate())
+    assert best is not None
+    return best[0], best[1], gen_best, best[2]
 
 
 def measure_point(tok: Any, s: Settings, n_envs: int, P: int, T: int, seed: int = 0) -> dict[str, float]:
@@ -590,28 +614,24 @@ def measure_point(tok: Any, s: Settings, n_envs: int, P: int, T: int, seed: int 
     venv = make_vec_env(rows, tok, P, T, n_envs, seed)
     ppo = make_ppo(venv, model, tok, n_steps, seed=seed)
     timers = instrument_ppo(ppo)
-    ppo.learn(n_steps * n_envs)  # warm-up
-    timers.reset()
-    ppo.learn(n_steps * n_envs, reset_num_timesteps=False)
     tokens = n_steps * n_envs
     ids, mask = env_prompts(venv, n_envs)
     lm = ppo.policy.model
-    generate_seconds(lm, ids, mask, min(T, 8))
-    gen_s = sum(generate_seconds(lm, ids, mask, T) for _ in range(episodes))
+    collect_s, train_s, gen_s, parts = _interleaved(
+        ppo, timers, tokens, lambda: sum(generate_seconds(lm, ids, mask, T) for _ in range(episodes)), s.repeats)
     sup_s = min(supervised_epoch_seconds(lm, ppo.rollout_buffer, tokens) for _ in range(2))  # 1st: warm-up
-    parts = timers.breakdown()
     venv.close()
     return {
         "n_envs": n_envs, "P": P, "T": T, "tokens": tokens,
-        "rollout_tok_s": tokens / timers.collect.total,
+        "rollout_tok_s": tokens / collect_s,
         "generate_tok_s": tokens / gen_s,
-        "rollout_us_tok": 1e6 * timers.collect.total / tokens,
-        "update_us_tok": 1e6 * timers.train.total / tokens,
+        "rollout_us_tok": 1e6 * collect_s / tokens,
+        "update_us_tok": 1e6 * train_s / tokens,
         "generate_us_tok": 1e6 * gen_s / tokens,
         "supervised_us_tok": 1e6 * sup_s / tokens,
-        "forward_share": parts["rollout_forward"] / timers.collect.total,
-        "env_share": (parts["env_step"] + parts["reward"]) / timers.collect.total,
-        "bookkeeping_share": parts["sb3_bookkeeping"] / timers.collect.total,
+        "forward_share": parts["rollout_forward"] / collect_s,
+        "env_share": (parts["env_step"] + parts["reward"]) / collect_s,
+        "bookkeeping_share": parts["sb3_bookkeeping"] / collect_s,
     }
 
 
@@ -671,7 +691,8 @@ def table_floor(tok: Any, s: Settings) -> list[dict]:
     out = []
     for arch in s.floor_archs:
         for size in s.floor_sizes:
-            r = floor_ratios(size, arch, tok, n_envs=s.base_envs, P=s.base_P, T=T, episodes_per_env=2)
+            r = floor_ratios(size, arch, tok, n_envs=s.base_envs, P=s.base_P, T=T, episodes_per_env=2,
+                             repeats=s.repeats)
             r.update(arch=arch, size=size)
             out.append(r)
             print(f"{arch:>8}{size:>6}{r['params_m']:>10.1f}{r['rollout_tok_s']:>15,.0f}{r['generate_tok_s']:>16,.0f}"
@@ -704,6 +725,7 @@ def table_memory(s: Settings) -> dict[str, Any]:
 
 
 TABLES = ("floor", "envs", "length", "prompt", "memory")
+DEFAULT_TABLES = ("floor", "envs", "length", "prompt")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -712,7 +734,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: every table in under a minute")
     parser.add_argument("--arch", default="causal", choices=ARCHS)
     parser.add_argument("--size", default="tiny", choices=SIZES[:3], help="model of the n_envs/length/prompt tables")
-    parser.add_argument("--tables", default=",".join(TABLES), help=f"comma-separated subset of {TABLES}")
+    parser.add_argument("--tables", default=",".join(DEFAULT_TABLES),
+                        help=f"comma-separated subset of {TABLES}, or 'all' (default: all but memory)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: on a shared 2-core machine 2 threads can run 30x slower)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -723,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result = memory_child(**json.loads(args.memory_child))
         print(json.dumps(result))
         return result
-    tables = [t.strip() for t in args.tables.split(",") if t.strip()]
+    tables = list(TABLES) if args.tables == "all" else [t.strip() for t in args.tables.split(",") if t.strip()]
     bad = [t for t in tables if t not in TABLES]
     if bad:
         from text_envs.errors import unknown_name

@@ -1,7 +1,7 @@
 """Our PPO (stock SB3 + LLMPolicy) against TRL's GRPO and RLOO trainers, side by side in one run.
 
     pip install -e ".[bench]"                  # trl (the 1.16 API is what this script drives)
-    python benchmarks/bench_trl.py             # T = 32 and 128, 3 seeds: about 8 minutes on 2 CPU cores
+    python benchmarks/bench_trl.py             # T = 32 and 128, 3 seeds: about 4 minutes on 2 CPU cores
     python benchmarks/bench_trl.py --quick     # one seed, T = 16, 2 updates: under a minute
 
 What is matched between the three trainers (every row of a (T, seed) group starts from the same weights):
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import os
 import shutil
@@ -246,8 +247,6 @@ def run_group(tokenizer: Any, a: argparse.Namespace, T: int, seed: int, trainers
         for kind in trainers:
             try:
                 if kind.startswith("ppo"):
-                    import copy
-
                     out.append(run_ppo(copy.deepcopy(model), tokenizer, rows, a, T, seed, kind))
                 else:
                     out.append(run_trl(kind, model_dir, tokenizer, prompts, refs, a, T, seed, tmp))

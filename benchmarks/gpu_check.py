@@ -35,7 +35,7 @@ import bench_trl  # noqa: E402
 GPU_FLOORS = [("220m", "seq2seq", 32, 256, 64, 1), ("0.5b", "causal", 32, 256, 64, 1)]
 CPU_FLOORS = [("tiny", "seq2seq", 4, 64, 16, 1), ("tiny", "causal", 4, 64, 16, 1)]
 GPU_TRL = ["--size", "0.5b", "--device", "cuda", "--dtype", "bfloat16", "--lengths", "32,128", "--seeds", "0",
-           "--updates", "3", "--completions", "16", "--generations", "4"]
+           "--updates", "3", "--completions", "16", "--generations", "4", "--threads", "8"]
 CPU_TRL = ["--size", "tiny", "--lengths", "16", "--seeds", "0", "--updates", "2", "--completions", "8",
            "--generations", "4"]
 

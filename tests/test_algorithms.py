@@ -127,6 +127,23 @@ def test_lora_trains_adapters_only(summ_env):
     assert any(not th.equal(before[n], after[n]) for n in before if "lora_" in n)
 
 
+def test_ppo_solves_text_copy_within_a_seeded_budget():
+    """The debugging task of the suite: PPO + LLMPolicy (a tiny T5 from scratch) reaches TextCopy-v0's
+    registered threshold (greedy mean return >= 0.9 over 64 episodes) within 48k tokens, seed 0."""
+    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+
+    env = make_vec_env("TextCopy-v0", n_envs=8, seed=0)
+    eval_env = make_vec_env("TextCopy-v0", n_envs=8, seed=1)
+    threshold = env.envs[0].spec.reward_threshold
+    model = PPO(LLMPolicy, env, n_steps=64, batch_size=64, n_epochs=10, learning_rate=6e-4, ent_coef=0.01,
+                gamma=1.0, seed=0, rollout_buffer_class=EpisodeRolloutBuffer)
+    stop = StopTrainingOnRewardThreshold(reward_threshold=threshold)
+    evaluator = EvalCallback(eval_env, callback_on_new_best=stop, eval_freq=2048 // 8, n_eval_episodes=64,
+                             deterministic=True, verbose=0)
+    model.learn(48 * 1024, callback=evaluator)
+    assert evaluator.best_mean_reward >= threshold, (evaluator.best_mean_reward, model.num_timesteps)
+
+
 def test_ppo_learns_text_copy_fast():
     env = make_vec_env("TextCopy-v0", n_envs=8, seed=0)
     model = PPO(LLMPolicy, env, n_steps=16, batch_size=64, n_epochs=4, learning_rate=3e-3, gamma=1.0, seed=0,
