@@ -47,6 +47,19 @@ MASK_SOURCES = ("reference", "policy_copy")
 _DTYPES = {"float32": th.float32, "bfloat16": th.bfloat16, "float16": th.float16}
 
 
+def sample_tokens(probs: th.Tensor) -> th.Tensor:
+    """Draw one token per row by inverse CDF: ``probs`` (B, V) -> (B,).
+
+    ``torch.multinomial`` (what ``Categorical.sample`` calls) draws a random number per vocabulary entry on the
+    CPU; one uniform per row and a ``searchsorted`` draw from the same distribution about 10x faster here
+    (12% of a PPO run's time, benchmarks/RESULTS.md). ``right=True`` picks index j when cdf[j-1] <= u < cdf[j],
+    so a zero-probability (masked) token is never drawn.
+    """
+    cdf = probs.cumsum(-1)  # (B, V)
+    u = th.rand((*cdf.shape[:-1], 1), device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]  # (B, 1) in [0, total)
+    return th.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)  # (B,)
+
+
 class ObservationSpaceError(TextEnvsError):
     """An observation or action space that LLMPolicy cannot read."""
 
@@ -616,7 +629,7 @@ class LLMPolicy(BasePolicy):
         self._maybe_sync_mask_model()
         logits, hidden, mask_logits = self._next_outputs(obs)
         dist = self._distribution(logits, mask_logits)
-        actions = dist.get_actions(deterministic=deterministic)
+        actions = dist.get_actions(deterministic=True) if deterministic else sample_tokens(dist.distribution.probs)
         return actions, self._value(hidden), dist.log_prob(actions)
 
     def evaluate_actions(self, obs: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
@@ -636,7 +649,8 @@ class LLMPolicy(BasePolicy):
         return self._value(hidden)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        return self.get_distribution(observation).get_actions(deterministic=deterministic)
+        dist = self.get_distribution(observation)
+        return dist.get_actions(deterministic=True) if deterministic else sample_tokens(dist.distribution.probs)
 
     # ------------------------------------------------------------------------------------------------------
     # KL penalty

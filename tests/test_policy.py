@@ -238,3 +238,14 @@ def test_default_model_uses_the_shipped_checkpoint_when_the_tokenizer_matches():
     mine = policy.model.state_dict()
     assert all(th.equal(mine[k], v) for k, v in shipped.items() if k in mine)
     assert policy.tokenizer is not None and len(policy.tokenizer) == env.action_space.n
+
+
+def test_inverse_cdf_sampling_draws_the_distribution_and_never_a_masked_token():
+    from sb3_ext.policy import sample_tokens
+
+    th.manual_seed(0)
+    probs = th.tensor([[0.5, 0.0, 0.3, 0.2, 0.0]]).repeat(20_000, 1)
+    draws = sample_tokens(probs)
+    freq = th.bincount(draws, minlength=5).float() / len(draws)
+    assert freq[1] == 0 and freq[4] == 0
+    assert th.allclose(freq, probs[0], atol=0.015)

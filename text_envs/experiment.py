@@ -54,7 +54,7 @@ class TrainConfig:
     """tokens per minibatch (whole episodes are kept together)"""
     n_epochs: int = 4
     """passes over each rollout (PPO, NLPO)"""
-    learning_rate: float = 2e-4
+    learning_rate: float = 2e-5
     """Adam learning rate"""
     gamma: float = 1.0
     """discount: 1 for a terminal text reward"""
