@@ -351,16 +351,7 @@ def supervised_epoch_seconds(model: Any, buffer: Any, batch_size: int, lr: float
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = th.optim.Adam(params, lr=lr, eps=1e-5)
-    order = np.random.default_rng(0).permutation(buffer.num_segments)
-    groups, cur, count = [], [], 0
-    for s in order:
-        cur.append(s)
-        count += buffer.seg_len[s]
-        if count >= batch_size:
-            groups.append(cur)
-            cur, count = [], 0
-    if cur:
-        groups.append(cur)
+    groups = buffer.minibatch_groups(batch_size, np.random.default_rng(0).permutation(buffer.num_segments))
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     sync = cuda_sync(device)
     model.train()

@@ -278,23 +278,26 @@ class EpisodeRolloutBuffer(RolloutBuffer):
                 logger.record(name, self.kl_stats[key])
 
     # sampling -----------------------------------------------------------------------------------------------
+    def minibatch_groups(self, batch_size: int | None, order: np.ndarray) -> list[list[int]]:
+        """Split segments, taken in ``order``, into groups of about ``batch_size`` tokens (``None``: one group)."""
+        if batch_size is None:
+            return [list(order)]
+        groups, current, count = [], [], 0
+        for s in order:
+            current.append(int(s))
+            count += self.seg_len[s]
+            if count >= batch_size:
+                groups.append(current)
+                current, count = [], 0
+        if current:
+            groups.append(current)
+        return groups
+
     def get(self, batch_size: int | None = None) -> Generator[RolloutBufferSamples, None, None]:  # type: ignore[override]
         """Yield minibatches of whole segments, about ``batch_size`` tokens each (``None``: everything)."""
         if self.pos == 0:
             raise TextEnvsError("EpisodeRolloutBuffer.get() called on an empty buffer: collect a rollout first")
-        order = np.random.permutation(self.num_segments)
-        if batch_size is None:
-            groups = [order]
-        else:
-            groups, current, count = [], [], 0
-            for s in order:
-                current.append(s)
-                count += self.seg_len[s]
-                if count >= batch_size:
-                    groups.append(current)
-                    current, count = [], 0
-            if current:
-                groups.append(current)
+        groups = self.minibatch_groups(batch_size, np.random.permutation(self.num_segments))
         for segs in groups:
             yield self._samples(np.asarray(segs))
 

@@ -74,6 +74,12 @@ class TrainConfig:
     """target KL per text for the adaptive coefficient (Ziegler et al. 2019); None: fixed coefficient"""
     top_p: float = 0.9
     """NLPO's nucleus mask"""
+    temperature: float = 1.0
+    """sampling temperature, part of the trained distribution (rollout and update alike)"""
+    top_k: int | None = None
+    """keep only the k most likely tokens of the frozen starting model when sampling (None: no mask)"""
+    target_kl: float | None = None
+    """PPO: stop an update's epochs early once the approximate KL to the rollout policy exceeds 1.5x this"""
     max_new_tokens: int | None = None
     """token budget of a generated text; default: the env's"""
     eval_examples: int = 200
@@ -181,7 +187,7 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
 
     tokenizer = venv.get_attr("tokenizer", [0])[0]
     policy_kwargs: dict[str, Any] = dict(model=cfg.model, tokenizer=tokenizer, kl_coef=cfg.kl_coef,
-                                         kl_target=cfg.kl_target)
+                                         kl_target=cfg.kl_target, temperature=cfg.temperature, top_k=cfg.top_k)
     if cfg.algo == "nlpo":
         policy_kwargs.update(top_p=cfg.top_p, mask_source="policy_copy")
     common: dict[str, Any] = dict(
@@ -192,7 +198,7 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
     )
     if cfg.algo in ("ppo", "nlpo"):
         common.update(batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, clip_range=cfg.clip_range,
-                      ent_coef=cfg.ent_coef)
+                      ent_coef=cfg.ent_coef, target_kl=cfg.target_kl)
     elif cfg.algo == "a2c":
         common.update(ent_coef=cfg.ent_coef)
     else:  # TRPO: no clip, entropy or grad-norm settings; its own line search
