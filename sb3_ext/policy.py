@@ -611,15 +611,28 @@ class LLMPolicy(BasePolicy):
             keep &= th.zeros_like(keep).scatter(-1, order, keep_sorted)
         return keep
 
-    def distribution_logits(self, logits: th.Tensor, mask_logits: th.Tensor | None = None) -> th.Tensor:
-        """The trained distribution's logits: temperature, then the frozen top-k/top-p support if any."""
+    def distribution_logits(
+        self, logits: th.Tensor, mask_logits: th.Tensor | None = None, taken: th.Tensor | None = None
+    ) -> th.Tensor:
+        """The trained distribution's logits: temperature, then the frozen top-k/top-p support if any.
+
+        ``taken`` (N,): actions already sampled, always kept in the support. The mask model's logits differ by
+        float rounding between the cached rollout and the teacher-forced update (~1e-2 at worst), so a token at
+        the top-k / top-p boundary can flip out; without this its stored action would get log-prob -inf and
+        the PPO ratio would explode.
+        """
         logits = logits.float() / self.temperature
         if mask_logits is not None:
-            logits = logits.masked_fill(~self._support(mask_logits), th.finfo(logits.dtype).min)
+            support = self._support(mask_logits)
+            if taken is not None:
+                support = support.scatter(-1, taken.long().reshape(-1, 1), True)
+            logits = logits.masked_fill(~support, th.finfo(logits.dtype).min)
         return logits
 
-    def _distribution(self, logits: th.Tensor, mask_logits: th.Tensor | None) -> CategoricalDistribution:
-        return self.action_dist.proba_distribution(action_logits=self.distribution_logits(logits, mask_logits))
+    def _distribution(
+        self, logits: th.Tensor, mask_logits: th.Tensor | None, taken: th.Tensor | None = None
+    ) -> CategoricalDistribution:
+        return self.action_dist.proba_distribution(action_logits=self.distribution_logits(logits, mask_logits, taken))
 
     # ------------------------------------------------------------------------------------------------------
     # SB3 API
@@ -635,8 +648,9 @@ class LLMPolicy(BasePolicy):
     def evaluate_actions(self, obs: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Values (N, 1), log-probs (N,) and entropies (N,) of taken actions (EpisodeBatch or observations)."""
         logits, hidden, mask_logits = self._outputs(obs)
-        dist = self._distribution(logits, mask_logits)
-        return self._value(hidden), dist.log_prob(actions.long().flatten()), dist.entropy()
+        actions = actions.long().flatten()
+        dist = self._distribution(logits, mask_logits, taken=actions)
+        return self._value(hidden), dist.log_prob(actions), dist.entropy()
 
     def get_distribution(self, obs: Any) -> CategoricalDistribution:
         """The action distribution at each observation or each output token of an EpisodeBatch."""

@@ -249,3 +249,22 @@ def test_inverse_cdf_sampling_draws_the_distribution_and_never_a_masked_token():
     freq = th.bincount(draws, minlength=5).float() / len(draws)
     assert freq[1] == 0 and freq[4] == 0
     assert th.allclose(freq, probs[0], atol=0.015)
+
+
+def test_a_taken_action_at_the_mask_boundary_keeps_a_finite_log_prob():
+    """Cached and teacher-forced mask logits differ by rounding: a sampled token that falls just outside the
+    update-time top-k must not get log-prob -inf (an exploding PPO ratio)."""
+    from gymnasium import spaces as sp
+
+    from sb3_ext import LLMPolicy
+
+    V = 12
+    obs_space = sp.Dict({k: sp.Box(0, V - 1, (n,), np.int64) for k, n in
+                         (("prompt_ids", 4), ("prompt_mask", 4), ("generated_ids", 3), ("generated_mask", 3))})
+    policy = LLMPolicy(obs_space, sp.Discrete(V), lambda _: 1e-3, top_k=2)
+    logits = th.zeros(1, V)
+    mask_logits = th.tensor([[3.0, 2.0, 1.999] + [0.0] * (V - 3)])  # token 2 just outside the top 2
+    dist = policy._distribution(logits, mask_logits, taken=th.tensor([2]))
+    assert dist.log_prob(th.tensor([2])).item() > -10  # kept: an ordinary log-prob
+    # without the taken action, the same token is masked out (the rollout-time support decides sampling)
+    assert policy._distribution(logits, mask_logits).log_prob(th.tensor([2])).item() < -1e30
