@@ -174,7 +174,12 @@ def test_a_hanging_network_is_cut_short(monkeypatch):
     """A connection that never answers (DNS or TCP) costs the probe time-out, not a network time-out."""
     _online(monkeypatch)
     monkeypatch.setattr(tokenization, "_HUB_PROBE_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+
+    def hang(*args, **kwargs):
+        time.sleep(30)
+        raise OSError("simulated hung connection")  # what the probe thread sees once it wakes
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     start = time.perf_counter()
     with pytest.raises(TokenizerLoadError, match=r"within 0 s|within 1 s|cannot be reached"):
         load_tokenizer("some-org/hanging")
