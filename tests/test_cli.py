@@ -70,3 +70,9 @@ def test_seeded_runs_repeat(tmp_path):
         assert main(["train", *args, "--out", str(tmp_path / name)]) == 0  # in-process: no second torch import
         tables.append(json.loads((tmp_path / name / "results.json").read_text())["after"])
     assert tables[0] == tables[1]
+
+
+def test_demo_runs_every_env(capsys):
+    assert main(["demo", "--env", "TextCopy-v0", "--env", "MachineTranslation-v0"]) == 0
+    out = capsys.readouterr().out
+    assert "=== TextCopy-v0" in out and "shipped model (greedy)" in out and "reference policy: return 1.000" in out

@@ -22,14 +22,21 @@ import text_envs.errors
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Run one episode per env twice: a random policy, then a policy that types the reference."""
+    """Run one episode per env: a random policy, a policy that types the reference, and (text tasks) the
+    shipped warm-started model, greedy, through ``sb3_ext.LLMPolicy``."""
     import gymnasium as gym
 
     for env_id in args.env or sorted(text_envs.ENV_IDS):
         env = gym.make(env_id, render_mode="ansi")
         print(f"=== {env_id}  action space {env.action_space}, prompt {env.unwrapped.max_prompt_tokens} tokens, "
               f"budget {env.unwrapped.max_new_tokens} tokens")
-        for policy in ("random", "reference"):
+        model = None
+        if env_id != "TextCopy-v0":
+            from sb3_ext import LLMPolicy
+
+            model = LLMPolicy(env.observation_space, env.action_space, lambda _: 0.0,
+                              tokenizer=env.unwrapped.tokenizer)
+        for policy in ("random", "reference") + (("shipped model (greedy)",) if model is not None else ()):
             obs, info = env.reset(seed=args.seed)
             env.action_space.seed(args.seed)
             _, refs = env.unwrapped.example_text(info["example_index"])
@@ -40,7 +47,12 @@ def _demo(args: argparse.Namespace) -> int:
                 script = list(script) + [env.unwrapped.eos_token_id]
             total, t, done = 0.0, 0, False
             while not done:
-                action = env.action_space.sample() if policy == "random" else script[min(t, len(script) - 1)]
+                if policy == "random":
+                    action = env.action_space.sample()
+                elif policy == "reference":
+                    action = script[min(t, len(script) - 1)]
+                else:
+                    action = int(model.predict(obs, deterministic=True)[0])
                 obs, reward, done, truncated, info = env.step(action)
                 total += reward
                 t += 1
