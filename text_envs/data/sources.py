@@ -47,7 +47,6 @@ class HubDatasetSpec:
     reference_field: str | None
     config: str | None = None
     default_langs: tuple[str, str] | None = None
-    config_order: str = "src-tgt"  # how a language pair is spelled in ``config``: "src-tgt" or "sorted"
 
 
 class EmbeddedRows:

@@ -61,10 +61,8 @@ def build_source(
         spec, name = None, f"embedded {split} split (difficulty {difficulty})"
         scan = False
     else:
-        probe = None
-        if isinstance(dataset, str) and dataset in hub_specs:
-            probe = hub_specs[dataset]
-        rows, spec, name = load_rows(dataset, split, hub_specs, hub_config(probe) if probe else None)
+        named = hub_specs.get(dataset) if isinstance(dataset, str) else None
+        rows, spec, name = load_rows(dataset, split, hub_specs, hub_config(named) if named else None)
         scan = True
     p_field = prompt_field or (spec.prompt_field if spec else default_fields[0])
     r_field = reference_field or (spec.reference_field if spec else default_fields[1])
