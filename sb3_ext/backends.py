@@ -87,7 +87,9 @@ def load_model(spec: Any, dtype: th.dtype | None = None) -> nn.Module:
     """Build a Hugging Face LM from a model object, a config (object or dict), a local path or a hub name.
 
     :param spec: ``PreTrainedModel`` | ``PretrainedConfig`` | config dict (``config.to_dict()``) | str path/name
-    :param dtype: optional parameter dtype (e.g. ``torch.bfloat16``)
+    :param dtype: optional parameter dtype (e.g. ``torch.bfloat16``). A checkpoint loaded from a path or name
+        comes as float32 unless this says otherwise, whatever dtype it was stored in (transformers 5 would keep
+        the stored dtype, and Adam steps on float16 weights are mostly rounded away or blow up)
     :return: an ``AutoModelForSeq2SeqLM`` or ``AutoModelForCausalLM`` instance
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PretrainedConfig, PreTrainedModel
@@ -108,7 +110,7 @@ def load_model(spec: Any, dtype: th.dtype | None = None) -> nn.Module:
             try:
                 config = AutoConfig.from_pretrained(name)
                 cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-                model = cls.from_pretrained(name)
+                model = cls.from_pretrained(name, dtype=dtype if dtype is not None else th.float32)
             except OSError as e:
                 raise ModelLoadError(
                     f"could not load model {name!r}: expected a local directory with config.json and weights, or a "

@@ -11,6 +11,7 @@ reference tokenized by the env's tokenizer, ending with EOS and cut to the token
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,7 @@ def warm_start(
     update_reference: bool = True,
     seed: int = 0,
     verbose: int = 0,
+    max_seconds: float | None = None,
 ) -> list[float]:
     """Teacher-forced cross-entropy on the env's references, through the policy's own distribution.
 
@@ -88,7 +90,9 @@ def warm_start(
     :param update_reference: make the warm-started weights the KL reference and mask model
     :param seed: shuffling seed
     :param verbose: 1 prints the mean loss of each epoch
-    :return: mean token loss (nats) of each epoch
+    :param max_seconds: stop after this much wall time (checked after each batch; ``None``: run every epoch),
+        e.g. to compare with an RL run of the same wall time
+    :return: mean token loss (nats) of each epoch (the last one may be partial)
     """
     if epochs < 1 or batch_size < 1:
         raise TextEnvsError(f"expected epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
@@ -98,10 +102,15 @@ def warm_start(
     rng = np.random.default_rng(seed)
     policy.set_training_mode(True)
     losses = []
+    start = time.perf_counter()
+    out_of_time = False
     for epoch in range(epochs):
         order = rng.permutation(len(data))
         total, count = 0.0, 0
         for lo in range(0, len(order), batch_size):
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                out_of_time = True
+                break
             items = [data[i] for i in order[lo : lo + batch_size]]
             L = max(len(t) for _, _, t in items)
             tokens = np.zeros((len(items), L), dtype=np.int64)
@@ -125,9 +134,12 @@ def warm_start(
             optimizer.step()
             total += loss.item() * len(targets)
             count += len(targets)
-        losses.append(total / count)
-        if verbose:
-            print(f"warm_start epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+        if count:
+            losses.append(total / count)
+            if verbose:
+                print(f"warm_start epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+        if out_of_time:
+            break
     policy.set_training_mode(False)
     policy.reset_cache()
     if update_reference:
