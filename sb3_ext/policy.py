@@ -155,6 +155,10 @@ class LLMPolicy(BasePolicy):
     :param value_mode: ``"shared"`` (value head on the LM's final hidden state, trained through the trunk),
         ``"detached"`` (same head, trunk not trained by the value loss) or ``"separate"`` (a copy of the LM
         as value model)
+    :param value_lr_scale: the value head's output is multiplied by this, which under Adam multiplies the head's
+        effective learning rate (SB3 sets one learning rate for every parameter group). A language model's small
+        learning rate would leave a fresh value head near zero for hundreds of updates; e.g. 100 lets it follow
+        the returns within a few
     :param top_k: keep only the k most likely tokens of the mask model (NLPO-style); ``None``: no mask
     :param top_p: keep the nucleus of mass p of the mask model; ``None``: no mask
     :param mask_source: ``"reference"`` (the frozen starting weights) or ``"policy_copy"`` (NLPO: a frozen
@@ -188,6 +192,7 @@ class LLMPolicy(BasePolicy):
         model_config: dict[str, Any] | None = None,
         temperature: float = 1.0,
         value_mode: str = "shared",
+        value_lr_scale: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
         mask_source: str = "reference",
@@ -219,6 +224,8 @@ class LLMPolicy(BasePolicy):
             raise unknown_name("KL estimator", kl_estimator, KL_ESTIMATORS)
         if not temperature > 0:
             raise TextEnvsError(f"expected temperature > 0, got {temperature}")
+        if not value_lr_scale > 0:
+            raise TextEnvsError(f"expected value_lr_scale > 0, got {value_lr_scale}")
         if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
             raise TextEnvsError(f"expected top_k to be None or an int >= 1, got {top_k!r}")
         if top_p is not None and not 0.0 < top_p <= 1.0:
@@ -229,6 +236,7 @@ class LLMPolicy(BasePolicy):
             dtype = _DTYPES[dtype]
         self.temperature = float(temperature)
         self.value_mode = value_mode
+        self.value_lr_scale = float(value_lr_scale)
         self.top_k, self.top_p = top_k, top_p
         self.mask_source = mask_source
         self.mask_update_interval = int(mask_update_interval)
@@ -447,6 +455,7 @@ class LLMPolicy(BasePolicy):
             model_config=self.model_config,
             temperature=self.temperature,
             value_mode=self.value_mode,
+            value_lr_scale=self.value_lr_scale,
             top_k=self.top_k,
             top_p=self.top_p,
             mask_source=self.mask_source,
@@ -594,7 +603,7 @@ class LLMPolicy(BasePolicy):
     def _value(self, hidden: th.Tensor) -> th.Tensor:
         if self.value_mode == "detached":
             hidden = hidden.detach()
-        return self.value_head(hidden.to(self.value_head.weight.dtype))  # (N, 1)
+        return self.value_head(hidden.to(self.value_head.weight.dtype)) * self.value_lr_scale  # (N, 1)
 
     def _support(self, mask_logits: th.Tensor) -> th.Tensor:
         """(N, V) bool: tokens kept by top-k / top-p of the frozen mask model (at the policy's temperature)."""

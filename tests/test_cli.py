@@ -76,3 +76,44 @@ def test_demo_runs_every_env(capsys):
     assert main(["demo", "--env", "TextCopy-v0", "--env", "MachineTranslation-v0"]) == 0
     out = capsys.readouterr().out
     assert "=== TextCopy-v0" in out and "shipped model (greedy)" in out and "reference policy: return 1.000" in out
+
+
+def test_summarization_run_with_the_supervised_comparison(tmp_path):
+    """The default task on the shipped model: start / PPO / supervised-for-the-same-time columns, the options
+    reach the policy, and the saved policy trains in float32 although the shipped weights are stored in fp16."""
+    out = tmp_path / "summ"
+    args = ["train", "--steps", "64", "--n-envs", "4", "--n-steps", "16", "--batch-size", "64", "--n-epochs", "1",
+            "--eval-examples", "4", "--difficulty", "2", "--value-lr-scale", "10", "--compare-supervised",
+            "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads((out / "results.json").read_text())
+    for column in ("before", "after", "supervised"):
+        assert 0.0 <= result[column]["rouge-l"] <= 1.0
+    assert result["config"]["difficulty"] == 2
+    assert "supervised, same time" in (out / "results.md").read_text()
+    from stable_baselines3 import PPO
+
+    policy = PPO.load(out / "model.zip").policy
+    assert policy.value_lr_scale == 10.0
+    assert {p.dtype for p in policy.parameters()} == {__import__("torch").float32}
+
+
+def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
+    """`text-envs bench` on a tiny preset: one row per (method, seed), a mean ± std table, a CSV and a plot."""
+    import csv
+
+    from text_envs import experiment
+
+    monkeypatch.setitem(experiment.BENCH_PRESETS, "tiny",
+                        dict(envs=("TextCopy-v0",), steps=64, eval_examples=8, n_envs=4))
+    rows = experiment.run_benchmark("tiny", str(tmp_path / "bench"), seeds=2, log=lambda *a: None)
+    assert [(r["method"], r["seed"]) for r in rows] == [(m, s) for m in experiment.BENCH_METHODS for s in (0, 1)]
+    for r in rows:
+        assert 0.0 <= r["reward"] <= 1.0 and r["wall_s"] > 0 and r["kl"] >= -1e-6
+    greedy = [r for r in rows if r["method"] == "greedy"]
+    assert greedy[0]["reward"] == greedy[1]["reward"]  # no training, greedy decoding: seeds cannot differ
+    with open(tmp_path / "bench" / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    md = (tmp_path / "bench" / "results.md").read_text()
+    assert all(f"| {m} |" in md for m in experiment.BENCH_METHODS) and " ± " in md
+    assert (tmp_path / "bench" / "results.png").stat().st_size > 0

@@ -43,7 +43,7 @@ class TrainConfig:
     (test ROUGE-L 0.999 there); difficulty 3's longer, shuffled documents (0.895) leave room for RL"""
     reward: str | None = None
     """the reward name (see text_envs.list_rewards()); default: the env's (ROUGE-L for summarization)"""
-    steps: int = 6_144
+    steps: int = 12_288
     """generated tokens (env steps, all envs together) of RL training"""
     seed: int = 0
     """seeds the envs, torch and the evaluation"""
@@ -57,12 +57,13 @@ class TrainConfig:
     """tokens per minibatch (whole episodes are kept together)"""
     n_epochs: int = 4
     """passes over each rollout (PPO, NLPO)"""
-    learning_rate: float = 2e-5
+    learning_rate: float = 5e-5
     """Adam learning rate"""
     gamma: float = 1.0
     """discount: 1 for a terminal text reward"""
-    gae_lambda: float = 0.95
-    """GAE lambda"""
+    gae_lambda: float = 1.0
+    """GAE lambda; 1: every token of a text is credited with the text's return minus the value (the value head
+    starts untrained, and lambda < 1 would then credit late tokens more than early ones whatever the text)"""
     clip_range: float = 0.2
     """PPO ratio clip"""
     ent_coef: float = 0.0
@@ -72,6 +73,8 @@ class TrainConfig:
     value_mode: str = "detached"
     """value head on the LM's last hidden state: "detached" (the value loss does not train the LM), "shared"
     (it does) or "separate" (a second copy of the LM)"""
+    value_lr_scale: float = 1.0
+    """multiplies the value head's effective learning rate (its output scale; SB3 gives all parameters one rate)"""
     max_grad_norm: float = 0.5
     """gradient clipping"""
     kl_coef: float = 0.02
@@ -88,6 +91,11 @@ class TrainConfig:
     """PPO: stop an update's epochs early once the approximate KL to the rollout policy exceeds 1.5x this"""
     max_new_tokens: int | None = None
     """token budget of a generated text; default: the env's"""
+    compare_supervised: bool = False
+    """after RL, train the starting model by supervised teacher forcing on the train split's references for the
+    same wall time, evaluate it the same way and add its column to the table (the honest alternative)"""
+    supervised_lr: float = 1e-4
+    """Adam learning rate of that supervised comparison (batches of 16 references)"""
     eval_examples: int = 200
     """test examples evaluated before and after training"""
     eval_split: str = "test"
@@ -202,7 +210,7 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
     tokenizer = venv.get_attr("tokenizer", [0])[0]
     policy_kwargs: dict[str, Any] = dict(model=cfg.model, tokenizer=tokenizer, kl_coef=cfg.kl_coef,
                                          kl_target=cfg.kl_target, temperature=cfg.temperature, top_k=cfg.top_k,
-                                         value_mode=cfg.value_mode)
+                                         value_mode=cfg.value_mode, value_lr_scale=cfg.value_lr_scale)
     if cfg.algo == "nlpo":
         policy_kwargs.update(top_p=cfg.top_p, mask_source="policy_copy")
     common: dict[str, Any] = dict(
@@ -384,7 +392,12 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
 
     log("evaluating the trained model ...")
     after, generations = evaluate_policy_on_split(model.policy, cfg, reference=start_lm)
-    table = format_table({"start": before, "trained": after})
+    columns = {"start": before, cfg.algo: after}
+    if cfg.compare_supervised:
+        log(f"supervised comparison: teacher forcing on {cfg.env} train references for the same "
+            f"{train_seconds:.0f} s ...")
+        columns["supervised, same time"] = supervised_same_time(cfg, venv, train_seconds, start_lm)
+    table = format_table(columns)
     log(table)
     model.save(out / "model.zip")
     model.policy.save_pretrained(out / "hf")
@@ -395,11 +408,30 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
                     f"**reference**: {g['references'][0]}\n\n---\n\n")
     result = {"before": before, "after": after, "train_seconds": train_seconds, "tokens": model.num_timesteps,
               "config": dataclasses.asdict(cfg)}
+    if cfg.compare_supervised:
+        result["supervised"] = columns["supervised, same time"]
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(table + "\n")
     (out / "checkpoint.zip").unlink(missing_ok=True)
     log(f"wrote {out}: model.zip, hf/, results.md, samples.md, learning_curve.png, tb/")
     return result
+
+
+def supervised_same_time(cfg: TrainConfig, venv: Any, seconds: float, start_lm: Any) -> dict[str, float]:
+    """The starting model trained by teacher forcing on the train split's references for ``seconds`` of wall
+    time (the same optimizer budget as the RL run), evaluated like the RL model."""
+    import gymnasium as gym
+
+    from sb3_ext import warm_start
+
+    fresh = build_model(cfg, venv, None)  # the same starting weights, a fresh optimizer
+    env = gym.make(cfg.env, split="train", **cfg.env_kwargs()).unwrapped
+    # ~30 references a second fit this CPU; encode enough for the budget without tokenizing all 50,000
+    n = min(env.num_examples, max(512, int(60 * seconds)))
+    warm_start(fresh.policy, env, epochs=10**6, batch_size=16, learning_rate=cfg.supervised_lr, max_examples=n,
+               update_reference=False, seed=cfg.seed, max_seconds=seconds)
+    table, _ = evaluate_policy_on_split(fresh.policy, cfg, reference=start_lm)
+    return table
 
 
 def _has_progress_bar() -> bool:
