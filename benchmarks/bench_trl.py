@@ -3,13 +3,17 @@
     pip install -e ".[bench]"                  # trl (the 1.16 API is what this script drives)
     python benchmarks/bench_trl.py             # T = 32 and 128, 3 seeds: about 4 minutes on 2 CPU cores
     python benchmarks/bench_trl.py --quick     # one seed, T = 16, 2 updates: under a minute
+    python benchmarks/bench_trl.py --lengths 32 --warm-start 4000 --threads 2   # reward parity from a warm start
 
 What is matched between the three trainers (every row of a (T, seed) group starts from the same weights):
 
 * the model: one tiny causal LM (GPT-2 shape, random weights from a config, no hub), float32 on CPU;
   TRL loads it from a temporary ``save_pretrained`` directory (its reference model is rebuilt from the path);
-* the prompts and reward: the embedded ``TextSummarization-v0`` prompts, exactly as the env renders them,
-  and ``text_envs.make_reward("rouge-l")`` on the decoded completion;
+* the prompts and reward: the embedded ``TextSummarization-v0`` prompts, exactly as the env renders and
+  tokenizes them (TRL gets a tokenizer copy that does not append EOS to a prompt), and
+  ``text_envs.make_reward("rouge-l")`` on the decoded completion;
+* with ``--warm-start N``: every trainer starts from the same model, first taught N train references (not
+  among the RL prompts) by teacher forcing, so that "reward at equal tokens" compares learning, not noise;
 * the completion length ``T`` (``max_new_tokens`` / ``max_completion_length``), temperature 1, no top-k/p;
 * completions per update: ``--completions`` (PPO: that many envs with ``n_steps = T``; TRL: generation batch
   of that size, ``--generations`` completions per prompt, one optimizer step per generation batch);
@@ -181,6 +185,17 @@ class _RewardFn:
         return [float(v) for v in values]
 
 
+def env_prompt_tokenizer(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` that tokenizes a prompt exactly as the env does. TRL calls ``tokenizer(text=prompts)``,
+    which would append the tokenizer's EOS (the T5-style post-processor): a prompt one token longer than the env's,
+    which a warm-started model has never seen."""
+    from tokenizers import processors
+
+    fast = copy.deepcopy(tokenizer)
+    fast._tokenizer.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B")
+    return fast
+
+
 def run_trl(kind: str, model_dir: str, tokenizer: Any, prompts: list[str], refs: list[str], a: argparse.Namespace,
             T: int, seed: int, out_dir: str) -> RunResult:
     trl = _trl()
@@ -202,7 +217,7 @@ def run_trl(kind: str, model_dir: str, tokenizer: Any, prompts: list[str], refs:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = Trainer(model=model_dir, reward_funcs=[reward], args=args, train_dataset=dataset,
-                          processing_class=tokenizer)
+                          processing_class=env_prompt_tokenizer(tokenizer))
     timers = {}
     for name in ("_generate", "_calculate_rewards", "_generate_and_score_completions"):
         if not hasattr(trainer, name):
