@@ -121,11 +121,12 @@ class TrainConfig:
                 if name not in names:
                     raise unknown_name("reward", name, names)
         from sb3_ext.policy import VALUE_MODES
+        from text_envs.data.generators import DIFFICULTIES
 
         if self.value_mode not in VALUE_MODES:
             raise unknown_name("value mode", self.value_mode, VALUE_MODES)
-        if self.difficulty not in (1, 2, 3):
-            raise TextEnvsError(f"--difficulty must be 1, 2 or 3, got {self.difficulty}.")
+        if self.difficulty not in DIFFICULTIES:
+            raise TextEnvsError(f"--difficulty must be one of {DIFFICULTIES}, got {self.difficulty}.")
         for name in ("steps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_examples"):
             if getattr(self, name) < 1:
                 raise TextEnvsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
@@ -393,10 +394,11 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     log("evaluating the trained model ...")
     after, generations = evaluate_policy_on_split(model.policy, cfg, reference=start_lm)
     columns = {"start": before, cfg.algo: after}
+    supervised = None
     if cfg.compare_supervised:
         log(f"supervised comparison: teacher forcing on {cfg.env} train references for the same "
             f"{train_seconds:.0f} s ...")
-        columns["supervised, same time"] = supervised_same_time(cfg, venv, train_seconds, start_lm)
+        columns["supervised, same time"] = supervised = supervised_same_time(cfg, venv, train_seconds, start_lm)
     table = format_table(columns)
     log(table)
     model.save(out / "model.zip")
@@ -408,8 +410,8 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
                     f"**reference**: {g['references'][0]}\n\n---\n\n")
     result = {"before": before, "after": after, "train_seconds": train_seconds, "tokens": model.num_timesteps,
               "config": dataclasses.asdict(cfg)}
-    if cfg.compare_supervised:
-        result["supervised"] = columns["supervised, same time"]
+    if supervised is not None:
+        result["supervised"] = supervised
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(table + "\n")
     (out / "checkpoint.zip").unlink(missing_ok=True)
