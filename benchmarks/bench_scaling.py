@@ -160,17 +160,21 @@ def make_env(rows: list[dict], tokenizer: Any, P: int, T: int, reward: Any = "ro
     return Monitor(env)
 
 
-def make_vec_env(rows: list[dict], tokenizer: Any, P: int, T: int, n_envs: int, seed: int = 0) -> Any:
+def make_vec_env(rows: list[dict], tokenizer: Any, P: int, T: int, n_envs: int, seed: int = 0,
+                 wrapper: Callable[[Any], Any] | None = None) -> Any:
+    """``n_envs`` summarization envs over ``rows`` (each in a ``Monitor``, then in ``wrapper`` if given)."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    venv = DummyVecEnv([lambda: make_env(rows, tokenizer, P, T) for _ in range(n_envs)])
+    wrap = wrapper or (lambda env: env)
+    venv = DummyVecEnv([lambda: wrap(make_env(rows, tokenizer, P, T)) for _ in range(n_envs)])
     venv.seed(seed)
     return venv
 
 
 def make_ppo(venv: Any, model: Any, tokenizer: Any, n_steps: int, batch_size: int | None = None,
              kl_coef: float = 0.0, learning_rate: float = 1e-4, seed: int = 0, device: str = "cpu",
-             n_epochs: int = 1, dtype: str | None = None, max_grad_norm: float = 0.5) -> Any:
+             n_epochs: int = 1, dtype: str | None = None, max_grad_norm: float = 0.5, gae_lambda: float = 0.95,
+             value_mode: str = "shared") -> Any:
     """Stock ``stable_baselines3.PPO`` with ``LLMPolicy`` and ``EpisodeRolloutBuffer``.
 
     :param batch_size: tokens per minibatch (``None``: the whole rollout, one gradient step per epoch)
@@ -180,12 +184,12 @@ def make_ppo(venv: Any, model: Any, tokenizer: Any, n_steps: int, batch_size: in
     from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
 
     rollout = n_steps * venv.num_envs
-    kwargs = dict(model=model, tokenizer=tokenizer, kl_coef=kl_coef)
+    kwargs = dict(model=model, tokenizer=tokenizer, kl_coef=kl_coef, value_mode=value_mode)
     if dtype is not None:
         kwargs["dtype"] = dtype
     return PPO(
         LLMPolicy, venv, rollout_buffer_class=EpisodeRolloutBuffer, n_steps=n_steps,
-        batch_size=batch_size or rollout, n_epochs=n_epochs, learning_rate=learning_rate, gamma=1.0, gae_lambda=0.95,
+        batch_size=batch_size or rollout, n_epochs=n_epochs, learning_rate=learning_rate, gamma=1.0, gae_lambda=gae_lambda,
         max_grad_norm=max_grad_norm, seed=seed, device=device, verbose=0, policy_kwargs=kwargs,
     )
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import io
 import os
 import shutil
@@ -133,9 +134,21 @@ def run_ppo(model: Any, tokenizer: Any, rows: list[dict], a: argparse.Namespace,
             name: str = "ppo") -> RunResult:
     import torch as th
 
-    venv = bs.make_vec_env(rows, tokenizer, a.prompt_tokens, T, a.completions, seed)
+    from text_envs.wrappers import SelfCriticalReward
+
+    greedy = a.ppo_baseline == "greedy"
+    venv = bs.make_vec_env(rows, tokenizer, a.prompt_tokens, T, a.completions, seed,
+                           # each env writes one text per update: prepare a few prompts per greedy batch, not 32
+                           wrapper=functools.partial(SelfCriticalReward, batch_size=4) if greedy else None)
+    # with the per-prompt baseline, PPO as `text-envs train` runs it: lambda 1, value head off the trunk
     ppo = bs.make_ppo(venv, model, tokenizer, n_steps=T, batch_size=None, kl_coef=a.kl, learning_rate=a.lr,
-                      seed=seed, max_grad_norm=0.5, device=a.device, dtype=None if a.dtype == "float32" else a.dtype)
+                      seed=seed, max_grad_norm=0.5, device=a.device, dtype=None if a.dtype == "float32" else a.dtype,
+                      gae_lambda=1.0 if greedy else 0.95, value_mode="detached" if greedy else "shared")
+    if greedy:  # the frozen starting model's greedy text; its decoding counts in PPO's time (env column)
+        from sb3_ext import greedy_baseline
+
+        start = ppo.policy.reference_model if ppo.policy.reference_model is not None else copy.deepcopy(ppo.policy.model)
+        venv.set_attr("baseline_fn", greedy_baseline(start.eval(), tokenizer.eos_token_id, tokenizer.pad_token_id, T))
     timers = bs.instrument_ppo(ppo)
     budget = a.updates * a.completions * T
     th.manual_seed(seed)
@@ -347,6 +360,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generations", type=int, default=4, help="TRL completions per prompt (group size)")
     parser.add_argument("--updates", type=int, default=None, help="updates per run (default: 12 at T<=32, 6 above)")
     parser.add_argument("--kl", type=float, default=0.05, help="KL coefficient of all three trainers")
+    parser.add_argument("--ppo-baseline", default="none", choices=("none", "greedy"),
+                        help="greedy: PPO's reward minus the starting model's greedy reward on the same prompt "
+                             "(text_envs.wrappers.SelfCriticalReward), with lambda 1 and a detached value head")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--warm-start", type=int, default=0, metavar="N",
                         help="first teach the model N train references (teacher forcing; 0: start from random weights)")
@@ -356,7 +372,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (TRL: use_cpu=True on cpu)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="parameter dtype of all three")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the machine is shared)")
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
+                        help="first run every trainer for one update, untimed (default: on CUDA only), so that the "
+                             "first timed trainer does not pay for CUDA's start-up and kernel selection")
     a = parser.parse_args(argv)
+    if a.warmup is None:
+        a.warmup = a.device.startswith("cuda")
     for key, value in (_QUICK if a.quick else _DEFAULTS).items():  # what the command line leaves unset
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -397,6 +418,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     print(f"# bench_trl: torch {th.__version__} ({th.get_num_threads()} threads), transformers {transformers.__version__}, "
           f"trl {trl_version}, SB3 {stable_baselines3.__version__}; {os.cpu_count()} CPUs; {bs._load()}")
     results: list[RunResult] = []
+    if a.warmup:
+        t0 = time.perf_counter()
+        T0 = min(int(x) for x in a.lengths.split(","))
+        run_group(tok, argparse.Namespace(**{**vars(a), "updates": 1, "warm_start": 0}), T0, 0, a.trainer_list)
+        print(f"(warm-up: every trainer for one update at T={T0}, untimed: {time.perf_counter() - t0:.0f} s)", flush=True)
     start = time.perf_counter()
     for T in (int(x) for x in a.lengths.split(",")):
         updates = a.updates or (12 if T <= 32 else 6)

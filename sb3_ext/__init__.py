@@ -27,6 +27,7 @@ __all__ = [
     "load_model",
     "tiny_t5_config",
     "ModelLoadError",
+    "greedy_baseline",
 ]
 
 _WHERE = {
@@ -41,6 +42,7 @@ _WHERE = {
     "load_model": "backends",
     "tiny_t5_config": "backends",
     "ModelLoadError": "backends",
+    "greedy_baseline": "backends",
 }
 
 

@@ -549,3 +549,33 @@ class DecodeState:
             layer.keys = layer.keys.new_zeros((B, layer.keys.shape[1], 0, layer.keys.shape[3]))
             layer.values = layer.values.new_zeros((B, layer.values.shape[1], 0, layer.values.shape[3]))
         self.cache = shared
+
+
+def greedy_baseline(model: nn.Module, eos_token_id: int, pad_token_id: int, max_new_tokens: int):
+    """A ``baseline_fn`` for :class:`text_envs.wrappers.SelfCriticalReward`: the greedy decoding of a frozen
+    Hugging Face LM (seq2seq or causal) for a batch of prompts (left-padded, as the env pads them), as
+    generated token ids.
+
+    :param model: the LM (usually the policy's frozen starting weights, ``policy.reference``)
+    :param eos_token_id: ends a text (the env's)
+    :param pad_token_id: the env's pad id
+    :param max_new_tokens: the env's token budget
+    """
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    device = next(model.parameters()).device
+
+    @th.no_grad()
+    def baseline_fn(prompts: list[Any]) -> list[list[int]]:
+        n = max(len(p) for p in prompts)
+        ids = th.full((len(prompts), n), pad_token_id, dtype=th.long)
+        mask = th.zeros((len(prompts), n), dtype=th.long)
+        for row, p in enumerate(prompts):
+            if len(p):
+                ids[row, n - len(p):] = th.as_tensor(p, dtype=th.long)
+                mask[row, n - len(p):] = 1
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                             max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+        # seq2seq outputs start with the decoder start token; causal outputs repeat the (padded) prompt
+        return out[:, 1:].tolist() if seq2seq else out[:, n:].tolist()
+
+    return baseline_fn

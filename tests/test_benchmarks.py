@@ -20,6 +20,7 @@ sys.path.insert(0, str(BENCH))
 import bench_scaling  # noqa: E402
 import bench_trl  # noqa: E402
 import gpu_check  # noqa: E402
+import profile_rollout  # noqa: E402
 
 from text_envs.errors import TextEnvsError  # noqa: E402
 
@@ -185,3 +186,13 @@ def test_gpu_check_plan_parses_for_trl():
     """The GPU step's bench_trl arguments are valid (they cannot be run without a GPU here)."""
     a = bench_trl.parse_args(gpu_check.GPU_TRL)
     assert (a.size, a.device, a.dtype, a.completions % a.generations) == ("0.5b", "cuda", "bfloat16", 0)
+    assert a.warmup, "the first CUDA trainer must not pay for CUDA's start-up in the timed runs"
+
+
+def test_profile_rollout_counts_operators_per_token(capsys):
+    res = profile_rollout.main(["--n-envs", "2", "--T", "8", "--P", "64", "--repeats", "1", "--top", "3"])
+    out = capsys.readouterr().out
+    assert all(_finite_positive(x) for x in res["rollout_tok_s"] + res["generate_tok_s"])
+    # both sides run the model once per token at least: several aten ops per generated token
+    assert res["counts_rollout"]["ops"] > 2 * 2 * 8 and res["counts_generate"]["ops"] > 2 * 2 * 8
+    assert "rollout/generate" in out and "top operators by self CPU time" in out

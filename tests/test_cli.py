@@ -117,3 +117,26 @@ def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
     md = (tmp_path / "bench" / "results.md").read_text()
     assert all(f"| {m} |" in md for m in experiment.BENCH_METHODS) and " ± " in md
     assert (tmp_path / "bench" / "results.png").stat().st_size > 0
+
+
+def test_bench_evaluates_every_method_on_the_same_data(monkeypatch):
+    """Sampled and greedy decoding (and every trained method) are scored on the same split and difficulty."""
+    from text_envs import evaluation, experiment
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_evaluate(env, policy=None, **kwargs):
+        seen.append((env, kwargs["split"], kwargs["env_kwargs"], kwargs["deterministic"]))
+        raise Stop
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    preset = dict(envs=("TextSummarization-v0",), steps=16, eval_examples=4, n_envs=2)
+    for method in ("sampled", "greedy"):
+        with pytest.raises(Stop):
+            experiment._bench_one(method, "TextSummarization-v0", 0, preset)
+    (env_a, split_a, kw_a, det_a), (env_b, split_b, kw_b, det_b) = seen
+    assert (env_a, split_a, kw_a) == (env_b, split_b, kw_b) and (det_a, det_b) == (False, True)
+    assert kw_a["difficulty"] == experiment.TrainConfig.difficulty

@@ -108,7 +108,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from text_envs.experiment import run_benchmark
 
-    run_benchmark(args.preset, args.out, seeds=args.seeds, overwrite=args.overwrite)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    run_benchmark(args.preset, args.out, seeds=args.seeds, overwrite=args.overwrite, methods=methods)
     return 0
 
 
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=3)
     bench.add_argument("--out", default="runs/bench")
     bench.add_argument("--overwrite", action="store_true")
+    bench.add_argument("--methods", default=None,
+                       help="comma-separated subset of greedy,sampled,supervised,ppo,a2c,trpo,nlpo (default: the "
+                            "preset's: all but trpo on the text tasks, whose memory it exhausts)")
     bench.set_defaults(func=_bench)
 
     demo = sub.add_parser("demo", help="run one episode of each registered env and print it")

@@ -209,6 +209,12 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         example = self.source[index]
         return example.prompt, list(example.references)
 
+    def upcoming_examples(self, n: int) -> list[int]:
+        """The example indices that the next resets will draw, as far as they are already drawn (at most ``n``;
+        fewer near the end of a block of draws, none after a ``reset(seed=...)`` until the next reset).
+        Lets a wrapper prepare work for several episodes in one batch."""
+        return self._index_draws[::-1][: max(0, int(n))]
+
     @property
     def example(self) -> Example | None:
         """The current episode's example (fetched from the source on first use: a cached prompt needs none)."""

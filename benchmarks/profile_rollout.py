@@ -1,0 +1,108 @@
+"""Where a rollout's time goes, beside Hugging Face ``generate`` at the same batch, under ``torch.profiler``.
+
+    python benchmarks/profile_rollout.py                                   # CPU, tiny causal model
+    python benchmarks/profile_rollout.py --size 0.5b --device cuda --dtype bfloat16 --n-envs 16 --T 128
+
+Prints (1) rollout and ``generate`` tokens/s measured alternately ``--repeats`` times (the spread between
+repeats shows how noisy the machine is), (2) per generated token: host-to-device syncs, kernel launches and
+operator calls of each, and (3) the operators with the most self time in one rollout and in one ``generate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_scaling as bs  # noqa: E402
+
+SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::_local_scalar_dense", "cudaMemcpyAsync")
+
+
+def _counts(prof: Any) -> dict[str, int]:
+    out = {"ops": 0, "kernels": 0, **{k: 0 for k in SYNC_OPS}}
+    for e in prof.key_averages():
+        if e.key in SYNC_OPS:
+            out[e.key] += e.count
+        if e.key.startswith("aten::"):
+            out["ops"] += e.count
+        if e.key == "cudaLaunchKernel" or e.key == "cuLaunchKernel" or e.key == "cudaLaunchKernelExC":
+            out["kernels"] += e.count
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="tiny", choices=bs.SIZES)
+    p.add_argument("--arch", default="causal", choices=("causal", "seq2seq"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: float32)")
+    p.add_argument("--n-envs", type=int, default=16)
+    p.add_argument("--P", type=int, default=128)
+    p.add_argument("--T", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--top", type=int, default=15, help="operators listed per table")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    import torch as th
+    from torch.profiler import ProfilerActivity, profile
+
+    th.set_num_threads(a.threads)
+    from text_envs.tokenization import load_tokenizer
+
+    tok = load_tokenizer()
+    cuda = a.device.startswith("cuda")
+    rows = bs.summary_rows(max(64, 4 * a.n_envs), tokenizer=tok, min_tokens=a.P if a.P > 128 else 0)
+    model = bs.build_model(a.size, a.arch, tok, max_positions=max(2048, a.P + a.T + 8))
+    venv = bs.make_vec_env(rows, tok, a.P, a.T, a.n_envs, 0)
+    ppo = bs.make_ppo(venv, model, tok, a.T, None, kl_coef=0.0, seed=0, device=a.device, dtype=a.dtype)
+    lm = ppo.policy.model
+    timers = bs.instrument_ppo(ppo)
+    ids, mask = bs.env_prompts(venv, a.n_envs)
+    tokens = a.n_envs * a.T
+    print(f"# profile_rollout: {a.arch} {a.size} ({bs.n_params(lm) / 1e6:.1f}M), n_envs={a.n_envs}, P={a.P}, T={a.T}, "
+          f"{a.device} {a.dtype or 'float32'}, torch {th.__version__}; {bs._load()}", flush=True)
+    ppo.learn(tokens)  # warm-up: first-call costs
+    bs.generate_seconds(lm, ids, mask, a.T, a.device)
+    roll, gen = [], []
+    for _ in range(a.repeats):
+        timers.reset()
+        ppo.learn(tokens, reset_num_timesteps=False)
+        roll.append(tokens / timers.collect.total)
+        gen.append(tokens / bs.generate_seconds(lm, ids, mask, a.T, a.device))
+    print("rollout tok/s : " + ", ".join(f"{x:,.0f}" for x in roll))
+    print("generate tok/s: " + ", ".join(f"{x:,.0f}" for x in gen))
+    print(f"rollout/generate (best of each): {max(roll) / max(gen):.2f}", flush=True)
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    callback = bs.episode_logger(timers)
+    callback.init_callback(ppo)
+    with profile(activities=acts) as prof_roll:
+        ppo.collect_rollouts(ppo.env, callback, ppo.rollout_buffer, n_rollout_steps=a.T)
+        if cuda:
+            th.cuda.synchronize()
+    with profile(activities=acts) as prof_gen:
+        bs.generate_seconds(lm, ids, mask, a.T, a.device)
+    c_roll, c_gen = _counts(prof_roll), _counts(prof_gen)
+    print(f"\nper generated token (of {tokens}): {'':>14}{'rollout':>10}{'generate':>10}")
+    for k in c_roll:
+        print(f"  {k:<36}{c_roll[k] / tokens:>10.2f}{c_gen[k] / tokens:>10.2f}")
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    for name, prof in (("rollout", prof_roll), ("generate", prof_gen)):
+        print(f"\n## {name}: top operators by self CPU time")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.top, max_name_column_width=48))
+        if cuda:
+            print(f"\n## {name}: top by self device time")
+            print(prof.key_averages().table(sort_by=sort, row_limit=a.top, max_name_column_width=48))
+    venv.close()
+    return {"rollout_tok_s": roll, "generate_tok_s": gen, "counts_rollout": c_roll, "counts_generate": c_gen}
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"(total {time.perf_counter() - t0:.0f} s)")

@@ -1,0 +1,125 @@
+"""SelfCriticalReward: each text is paid its reward minus a baseline text's reward for the same prompt."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.monitor import Monitor
+
+from text_envs.errors import TextEnvsError
+from text_envs.wrappers import SelfCriticalReward
+
+
+def _write(env: gym.Env, ids: list[int]) -> tuple[float, dict]:
+    """Generate ``ids`` then EOS; return the final reward and info."""
+    base = env.unwrapped
+    reward, info = 0.0, {}
+    for token in [*ids, base.eos_token_id]:
+        _, reward, terminated, _, info = env.step(token)
+        if terminated:
+            break
+    return reward, info
+
+
+def _reference_ids(env: gym.Env) -> list[int]:
+    base = env.unwrapped
+    return base.tokenizer.encode(base.example.references[0], add_special_tokens=False)
+
+
+def test_reward_is_relative_to_the_baseline_text_and_monitor_keeps_the_task_reward():
+    inner = Monitor(gym.make("TextSummarization-v0", split="validation"))
+    calls = []
+
+    def baseline_fn(prompts):  # the reference itself: the best a baseline can do
+        calls.append([np.asarray(p) for p in prompts])
+        return [_reference_ids(inner) + [inner.unwrapped.eos_token_id, 7, 7]]  # what follows EOS is dropped
+
+    env = SelfCriticalReward(inner, baseline_fn, batch_size=1)
+    env.reset(seed=0)
+    base = env.unwrapped
+    # the baseline sees the prompt as the observation holds it, without padding
+    assert len(calls) == 0
+    reward, info = _write(env, _reference_ids(env))
+    assert info["baseline_reward"] == pytest.approx(1.0) and info["reward"] == pytest.approx(1.0)
+    assert reward == pytest.approx(0.0)
+    np.testing.assert_array_equal(calls[0][0], base._prompt_ids[base._prompt_mask == 1])
+    assert info["baseline_text"] == base.example.references[0]
+    assert info["episode"]["r"] == pytest.approx(1.0)  # Monitor inside the wrapper logs the task reward
+
+    # a worse text is paid below zero, by exactly its task reward minus the baseline's
+    env.reset(options={"example_index": 3})
+    reward, info = _write(env, _reference_ids(env)[:3])
+    assert 0.0 < info["reward"] < 1.0
+    assert reward == pytest.approx(info["reward"] - 1.0)
+
+
+def test_baselines_are_cached_and_prepared_in_batches_for_the_next_draws():
+    env = SelfCriticalReward(gym.make("TextSummarization-v0", split="validation"), None, batch_size=8)
+    batches = []
+    env.baseline_fn = lambda prompts: batches.append(len(prompts)) or [[5, 6]] * len(prompts)  # as set_attr does
+    for _ in range(3):
+        env.reset(options={"example_index": 2})
+        _write(env, [5])
+    assert batches == [1]  # no draws pending: the one example, then the cache
+    env.reset(seed=1)
+    upcoming = env.unwrapped.upcoming_examples(7)
+    _write(env, [5])
+    assert batches == [1, 8]  # the current example and the next 7 the env has drawn
+    for index in upcoming:  # their episodes need no further call
+        obs, info = env.reset()
+        assert info["example_index"] == index
+        _, info = _write(env, [5])
+        assert info["baseline_text"] == env.unwrapped.decode([5, 6])
+    assert batches == [1, 8]
+
+
+def test_missing_baseline_and_wrong_env_fail_clearly():
+    env = SelfCriticalReward(gym.make("TextSummarization-v0", split="validation"))
+    env.reset(seed=0)
+    with pytest.raises(TextEnvsError, match="baseline_fn"):
+        _write(env, [5])
+    with pytest.raises(TextEnvsError, match="task reward"):
+        SelfCriticalReward(gym.make("CartPole-v1"))
+
+
+def test_greedy_baseline_writes_what_the_policy_writes_greedily():
+    """The starting model's greedy text, as the wrapper scores it, is the text the env gets from the same
+    model acting greedily: the baseline is decoded exactly like a rollout."""
+    from stable_baselines3 import PPO
+
+    from sb3_ext import EpisodeRolloutBuffer, LLMPolicy, greedy_baseline
+
+    env = gym.make("TextSummarization-v0", split="validation", difficulty=3)
+    base = env.unwrapped
+    model = PPO(LLMPolicy, env, n_steps=8, batch_size=8, rollout_buffer_class=EpisodeRolloutBuffer, device="cpu")
+    lm = model.policy.model
+    fn = greedy_baseline(lm.eval(), base.eos_token_id, base.pad_token_id, base.max_new_tokens)
+    wrapped = SelfCriticalReward(env, fn)
+
+    def cut(ids):
+        return ids[: ids.index(base.eos_token_id)] if base.eos_token_id in ids else ids
+
+    prompts = []
+    for index in (0, 1, 2):
+        ids, mask = base.encode_prompt(base.source[index].prompt)
+        prompts.append(ids[mask == 1])
+    assert len({len(p) for p in prompts}) > 1  # a batch of different lengths, left-padded
+    assert [cut(x) for x in fn(prompts)] == [cut(fn([p])[0]) for p in prompts]
+    for index in (0, 1):
+        obs, _ = wrapped.reset(options={"example_index": index})
+        done, info = False, {}
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, done, _, info = wrapped.step(action)
+        assert info["baseline_text"] == info["generated_text"]
+        assert reward == pytest.approx(0.0)
+
+
+def test_train_config_baseline_choices():
+    from text_envs.experiment import TrainConfig
+
+    with pytest.raises(TextEnvsError, match="greedy"):
+        TrainConfig(baseline="mean").validate()
+    with pytest.raises(TextEnvsError, match="batch_size"):
+        SelfCriticalReward(gym.make("TextSummarization-v0"), batch_size=0)
