@@ -556,7 +556,7 @@ def greedy_baseline(model: nn.Module, eos_token_id: int, pad_token_id: int, max_
     Hugging Face LM (seq2seq or causal) for a batch of prompts (left-padded, as the env pads them), as
     generated token ids.
 
-    :param model: the LM (usually the policy's frozen starting weights, ``policy.reference``)
+    :param model: the LM (usually the policy's frozen starting weights, ``policy.reference_model``)
     :param eos_token_id: ends a text (the env's)
     :param pad_token_id: the env's pad id
     :param max_new_tokens: the env's token budget
