@@ -66,6 +66,7 @@ def test_baselines_are_cached_and_prepared_in_batches_for_the_next_draws():
     upcoming = env.unwrapped.upcoming_examples(7)
     _write(env, [5])
     assert batches == [1, 8]  # the current example and the next 7 the env has drawn
+    assert all(i in env.unwrapped._prompt_cache for i in upcoming)  # tokenized once, for the env's resets too
     for index in upcoming:  # their episodes need no further call
         obs, info = env.reset()
         assert info["example_index"] == index

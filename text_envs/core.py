@@ -223,9 +223,12 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         return self._example
 
     def _prompt_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(prompt_ids, prompt_mask)`` of example ``index``, tokenized once and cached (wrappers preparing later
+        episodes fill the same cache, so the reset that draws them tokenizes nothing)."""
         cached = self._prompt_cache.get(index)
         if cached is None:
-            cached = self.encode_prompt(self.example.prompt)
+            example = self.example if index == self._example_index else self.source[index]
+            cached = self.encode_prompt(example.prompt)
             self._prompt_cache[index] = cached
             if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
                 self._prompt_cache.popitem(last=False)

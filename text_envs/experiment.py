@@ -206,16 +206,16 @@ def make_train_env(cfg: TrainConfig):
         seed=cfg.seed,
         env_kwargs=cfg.env_kwargs(),
         monitor_kwargs={"info_keywords": ("generated_length",)},
-        wrapper_class=_baseline_wrapper if cfg.baseline != "none" else None,
-        wrapper_kwargs={"required": cfg.baseline == "greedy"} if cfg.baseline != "none" else None,
+        wrapper_class=_baseline_wrapper,
+        wrapper_kwargs={"baseline": cfg.baseline},
     )
 
 
-def _baseline_wrapper(env: Any, required: bool) -> Any:
+def _baseline_wrapper(env: Any, baseline: str) -> Any:
     from text_envs.wrappers import SelfCriticalReward
 
-    if not required and getattr(env.unwrapped, "reward", None) is None:  # "auto" on a per-token task
-        return env
+    if baseline == "none" or (baseline == "auto" and getattr(env.unwrapped, "reward", None) is None):
+        return env  # "auto" on a per-token task (TextCopy-v0) has no text score to compare
     return SelfCriticalReward(env)
 
 

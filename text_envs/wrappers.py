@@ -82,9 +82,9 @@ class SelfCriticalReward(gym.Wrapper):
         base = self.env.unwrapped
         indices = list(dict.fromkeys(indices))
         examples = [base.example] + [base.source[i] for i in indices[1:]]
-        prompts = [np.asarray(base._prompt_ids)[np.asarray(base._prompt_mask) == 1]]
-        for ex in examples[1:]:
-            ids, mask = base.encode_prompt(ex.prompt)
+        prompts = []
+        for i in indices:  # the env's own tokenization and cache: the resets that draw them reuse it
+            ids, mask = base._prompt_arrays(i)
             prompts.append(ids[mask == 1])
         outputs = list(self.baseline_fn(prompts))
         if len(outputs) != len(prompts):
