@@ -20,7 +20,10 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_scaling as bs  # noqa: E402
 
-SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::_local_scalar_dense", "cudaMemcpyAsync")
+# operators that make the host wait for the device on CUDA: ``.item()``/``bool()`` of a tensor, boolean-mask
+# indexing (``nonzero``: the result's size is data-dependent), and the explicit syncs and copies
+SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::_local_scalar_dense", "aten::nonzero",
+            "cudaMemcpyAsync")
 
 
 def _counts(prof: Any) -> dict[str, int]:

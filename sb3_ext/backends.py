@@ -462,23 +462,29 @@ class DecodeState:
             return self.logits, self.hidden
         if adv_h.any() and memo_h.any() and self.backend.kind == "seq2seq":
             memo_h = th.zeros_like(memo_h)  # a hole would shift T5's relative positions: rebuild those rows
+            memo = th.zeros_like(memo)
         reb_h = ~(memo_h | adv_h)
 
-        logits, hidden = self.logits.clone(), self.hidden.clone()
+        # control flow reads the host copies (memo_h, adv_h); device work uses the device masks (memo, advance):
+        # a boolean index or a host-to-device copy would make the GPU wait once more per step
+        logits, hidden = self.logits, self.hidden
         if adv_h.any():
             last = gen_ids.gather(1, (gen_len - 1).clamp(min=0)[:, None]).squeeze(1)  # (B,)
             step_mask = th.cat([self.mask, th.ones_like(self.mask[:, :1])], dim=1)  # (B, L+1)
             lg, hd, self.cache = self.backend.step(self, last, step_mask)
             if memo_h.any():  # causal only: the re-fed slot of memoised rows is masked out
-                step_mask[memo_h.to(dev), -1] = 0
+                step_mask[:, -1] = (~memo).to(step_mask.dtype)
             self.mask = step_mask
             self.live += 1
-            stepped = (~memo_h).to(dev)
-            self.next_pos = self.next_pos + stepped.long()
-            adv = adv_h.to(dev)
-            logits[adv] = lg[adv].to(logits.dtype)
-            hidden[adv] = hd[adv].to(hidden.dtype)
+            self.next_pos = self.next_pos + (~memo).long()
+            if adv_h.all():
+                logits, hidden = lg.to(logits.dtype), hd.to(hidden.dtype)
+            else:
+                logits = th.where(advance[:, None], lg.to(logits.dtype), logits)
+                hidden = th.where(advance[:, None], hd.to(hidden.dtype), hidden)
         if reb_h.any():
+            if logits is self.logits:  # written in place below: never into the tensors returned last step
+                logits, hidden = logits.clone(), hidden.clone()
             groups: dict[int, list[int]] = {}
             for r in reb_h.nonzero().flatten().tolist():
                 groups.setdefault(int(len_h[r]), []).append(r)

@@ -33,6 +33,7 @@ from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
+from torch.distributions import Categorical
 
 from text_envs.errors import TextEnvsError, TokenizerMismatchError, unknown_name
 
@@ -641,7 +642,11 @@ class LLMPolicy(BasePolicy):
     def _distribution(
         self, logits: th.Tensor, mask_logits: th.Tensor | None, taken: th.Tensor | None = None
     ) -> CategoricalDistribution:
-        return self.action_dist.proba_distribution(action_logits=self.distribution_logits(logits, mask_logits, taken))
+        # what SB3's proba_distribution does, without torch's argument checks: each is a device sync per step, and
+        # the logits are finite by construction (masked tokens get the dtype's min, not -inf)
+        self.action_dist.distribution = Categorical(logits=self.distribution_logits(logits, mask_logits, taken),
+                                                    validate_args=False)
+        return self.action_dist
 
     # ------------------------------------------------------------------------------------------------------
     # SB3 API

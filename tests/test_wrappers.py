@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.monitor import Monitor
 
 from text_envs.errors import TextEnvsError
-from text_envs.wrappers import SelfCriticalReward
+from text_envs.wrappers import BaselinePool, SelfCriticalReward
 
 
 def _write(env: gym.Env, ids: list[int]) -> tuple[float, dict]:
@@ -73,6 +75,40 @@ def test_baselines_are_cached_and_prepared_in_batches_for_the_next_draws():
         _, info = _write(env, [5])
         assert info["baseline_text"] == env.unwrapped.decode([5, 6])
     assert batches == [1, 8]
+
+
+def test_a_shared_pool_decodes_every_envs_prompts_in_one_call():
+    """The envs of one VecEnv share a BaselinePool: the first env to finish gets the baselines of the texts every
+    env is writing and of their next draws in one call, and each env is paid against its own prompt's text."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    def baseline_fn(prompts):  # a text that depends on the prompt, to check each env gets its own
+        batches.append(len(prompts))
+        return [[int(t) for t in p[-3:-1]] for p in prompts]
+
+    batches: list[int] = []
+    pool = BaselinePool(baseline_fn, batch_size=8)
+    venv = DummyVecEnv([lambda: SelfCriticalReward(Monitor(gym.make("TextSummarization-v0", split="validation")),
+                                                   pool=pool) for _ in range(4)])
+    venv.seed(0)
+    venv.reset()
+    bases = [env.unwrapped for env in venv.envs]
+    eos = np.array([b.eos_token_id for b in bases])
+    for round_ in range(3):
+        prompts = [b._prompt_ids[b._prompt_mask == 1] for b in bases]
+        _, rewards, dones, infos = venv.step(eos)  # every env ends its text at once
+        assert dones.all()
+        for base, prompt, info, reward in zip(bases, prompts, infos, rewards):
+            assert info["baseline_text"] == base.decode(prompt[-3:-1])
+            assert reward == pytest.approx(info["reward"] - info["baseline_reward"])
+        # 4 texts being written + the next draw of each env, then (round 2) those are ready, then a new batch
+        assert batches == [8, 8][: 1 + round_ // 2]
+    assert pool.calls == 2
+    pool.baseline_fn = None  # a local function does not pickle; a SubprocVecEnv worker gets a copy of the rest
+    copy = pickle.loads(pickle.dumps(pool))
+    assert copy.batch_size == 8 and not copy._members and len(copy._decoded) == len(pool._decoded)
+    with pytest.raises(TextEnvsError, match="BaselinePool"):
+        SelfCriticalReward(gym.make("TextSummarization-v0"), batch_size=4, pool=pool)
 
 
 def test_missing_baseline_and_wrong_env_fail_clearly():

@@ -196,9 +196,12 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- building
 def make_train_env(cfg: TrainConfig):
     """The training VecEnv. Unless ``baseline="none"``, each env that scores finished texts is wrapped in
-    ``SelfCriticalReward`` outside its ``Monitor`` (so logs keep the task reward); :func:`attach_baseline` then
-    gives it the starting model's greedy decoding."""
+    ``SelfCriticalReward`` outside its ``Monitor`` (so logs keep the task reward), all sharing one
+    ``BaselinePool`` (one batched decoding serves every env); :func:`attach_baseline` then gives it the starting
+    model's greedy decoding."""
     from stable_baselines3.common.env_util import make_vec_env
+
+    from text_envs.wrappers import BaselinePool
 
     return make_vec_env(
         f"text_envs:{cfg.env}",
@@ -207,16 +210,16 @@ def make_train_env(cfg: TrainConfig):
         env_kwargs=cfg.env_kwargs(),
         monitor_kwargs={"info_keywords": ("generated_length",)},
         wrapper_class=_baseline_wrapper,
-        wrapper_kwargs={"baseline": cfg.baseline},
+        wrapper_kwargs={"baseline": cfg.baseline, "pool": BaselinePool()},
     )
 
 
-def _baseline_wrapper(env: Any, baseline: str) -> Any:
+def _baseline_wrapper(env: Any, baseline: str, pool: Any) -> Any:
     from text_envs.wrappers import SelfCriticalReward
 
     if baseline == "none" or (baseline == "auto" and getattr(env.unwrapped, "reward", None) is None):
         return env  # "auto" on a per-token task (TextCopy-v0) has no text score to compare
-    return SelfCriticalReward(env)
+    return SelfCriticalReward(env, pool=pool)
 
 
 def attach_baseline(venv: Any, start_lm: Any) -> None:

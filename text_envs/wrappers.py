@@ -5,12 +5,19 @@ same prompt (self-critical sequence training, Rennie et al. 2017). With the froz
 text as the baseline, a sample is paid for being better or worse than what the model would have written
 anyway: the reward no longer says how easy the prompt was, which is most of its variance on summarization,
 and a per-prompt baseline that does not depend on the sampled text leaves the policy gradient unbiased.
+
+:class:`BaselinePool` lets the wrappers of several envs (one VecEnv's) share their baseline decodings: one
+batched call serves the prompts every env is writing and the ones they have drawn next, where each env alone
+would make its own smaller calls.
 """
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import zip_longest
 from typing import Any
 
 import gymnasium as gym
@@ -18,11 +25,96 @@ import numpy as np
 
 from text_envs.errors import TextEnvsError
 
-__all__ = ["SelfCriticalReward", "BaselineFn"]
+__all__ = ["SelfCriticalReward", "BaselinePool", "BaselineFn"]
 
 #: ``baseline_fn(prompts) -> texts as token ids``: for a batch of prompts (each the unpadded ``prompt_ids`` of an
 #: observation), the baseline's generated ids; an EOS and anything after it are dropped, as the env drops them.
 BaselineFn = Callable[[list[np.ndarray]], Sequence[Sequence[int]]]
+
+
+def _prompt_key(prompt: np.ndarray) -> bytes:
+    # a baseline_fn sees only the prompt ids, so its text is a function of them: envs over different copies of
+    # one data set share decodings. A digest, not the ids: 100k keys of 1k-token prompts would take 800 MB.
+    return hashlib.blake2b(np.ascontiguousarray(prompt, dtype=np.int64).tobytes(), digest_size=16).digest()
+
+
+class BaselinePool:
+    """Baseline decodings shared by the :class:`SelfCriticalReward` wrappers of several envs.
+
+    When one wrapper needs a baseline it does not have, the pool makes one ``baseline_fn`` call for, in this
+    order: that wrapper's current prompt, the prompts the other member envs are writing for now, then the
+    prompts every member has drawn for its next episodes (round robin), up to ``batch_size`` not decoded yet.
+    Pass one pool to the wrapper of every env of a VecEnv (``make_vec_env(..., wrapper_kwargs={"pool":
+    BaselinePool()})``): in one process (``DummyVecEnv``) they share it; each ``SubprocVecEnv`` worker gets its
+    own copy, which still works, batched per env.
+
+    :param baseline_fn: see :data:`BaselineFn`; may be set later (``pool.baseline_fn = fn``, or through any
+        member wrapper's ``baseline_fn``, which is what SB3's ``VecEnv.set_attr("baseline_fn", fn)`` does).
+    :param batch_size: the most prompts per ``baseline_fn`` call.
+    :param cache_size: decodings kept (prompts drawn again reuse theirs).
+    """
+
+    def __init__(self, baseline_fn: BaselineFn | None = None, batch_size: int = 64, cache_size: int = 100_000) -> None:
+        if batch_size < 1 or cache_size < batch_size:
+            raise TextEnvsError(f"expected 1 <= batch_size <= cache_size, got {batch_size} and {cache_size}")
+        self.baseline_fn = baseline_fn
+        self.batch_size, self.cache_size = int(batch_size), int(cache_size)
+        self.calls = 0  # baseline_fn calls made, for profiles
+        self._members: list[weakref.ref[SelfCriticalReward]] = []
+        self._decoded: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy (a SubprocVecEnv worker's) serves the envs of its own process: members are weak references,
+        # which neither pickle nor mean anything in another process
+        return {**self.__dict__, "_members": []}
+
+    def join(self, wrapper: SelfCriticalReward) -> None:
+        """Add a wrapper to the envs this pool prepares prompts for (its constructor does this)."""
+        self._members = [m for m in self._members if m() is not None] + [weakref.ref(wrapper)]
+
+    def decoded(self, prompt: np.ndarray) -> np.ndarray | None:
+        """The baseline's ids for ``prompt`` if decoded already (cut at the EOS by the wrapper, not here)."""
+        key = _prompt_key(prompt)
+        out = self._decoded.get(key)
+        if out is not None:
+            self._decoded.move_to_end(key)
+        return out
+
+    def prepare(self, requester: SelfCriticalReward) -> None:
+        """Decode, in one call, the requester's current prompt and as many of the members' pending ones as fit."""
+        if self.baseline_fn is None:
+            raise TextEnvsError(
+                "SelfCriticalReward has no baseline_fn: pass one, or set it before the first step "
+                "(env.baseline_fn = fn, or vec_env.set_attr('baseline_fn', fn))."
+            )
+        wanted: dict[bytes, np.ndarray] = {}
+        for prompt in self._pending(requester):
+            key = _prompt_key(prompt)
+            if key not in self._decoded:
+                wanted.setdefault(key, prompt)
+                if len(wanted) == self.batch_size:
+                    break
+        if not wanted:
+            return
+        outputs = list(self.baseline_fn(list(wanted.values())))
+        self.calls += 1
+        if len(outputs) != len(wanted):
+            raise TextEnvsError(f"baseline_fn returned {len(outputs)} texts for {len(wanted)} prompts")
+        for key, out in zip(wanted, outputs):
+            self._decoded[key] = np.asarray([int(i) for i in out], dtype=np.int64)
+        while len(self._decoded) > self.cache_size:
+            self._decoded.popitem(last=False)
+
+    def _pending(self, requester: SelfCriticalReward) -> Iterator[np.ndarray]:
+        members = [requester] + [m for m in (ref() for ref in self._members) if m is not None and m is not requester]
+        for member in members:  # the texts being written now are needed first (none before a first reset)
+            if member.current_index() >= 0 and member.current_index() not in member._scored:
+                yield member.prompt(member.current_index())
+        upcoming = [member.env.unwrapped.upcoming_examples(self.batch_size) for member in members]
+        for row in zip_longest(*upcoming):  # then each env's next draws, nearest first
+            for member, index in zip(members, row):
+                if index is not None and index not in member._scored:
+                    yield member.prompt(index)
 
 
 class SelfCriticalReward(gym.Wrapper):
@@ -30,19 +122,21 @@ class SelfCriticalReward(gym.Wrapper):
 
     ``info`` of the final step gains ``baseline_text`` and ``baseline_reward``; ``info["reward"]`` (and a
     :class:`~gymnasium.wrappers.RecordEpisodeStatistics` or SB3 ``Monitor`` placed *inside* this wrapper) keep
-    the task reward, so logs still show the reward itself. Baselines are cached per example.
+    the task reward, so logs still show the reward itself. Baseline texts and rewards are cached per example.
 
     :param env: a text env (anything whose ``unwrapped`` is a :class:`~text_envs.core.TextGenerationEnv`).
     :param baseline_fn: a batch of prompts -> their baseline texts' ids (see :data:`BaselineFn`), e.g. the
         starting model's greedy decoding (``sb3_ext.greedy_baseline``). May be set later (``env.baseline_fn =
         ...``, or SB3's ``VecEnv.set_attr("baseline_fn", fn)``), since the model is usually built after the env.
     :param batch_size: prompts per ``baseline_fn`` call: the current one and the next ones the env has drawn
-        (one batched decoding costs far less per prompt than one per episode).
+        (one batched decoding costs far less per prompt than one per episode). Only without ``pool``.
     :param cache_size: baselines kept (examples drawn again reuse theirs).
+    :param pool: a :class:`BaselinePool` shared with the wrappers of other envs, whose decodings are then
+        batched together (its ``batch_size`` applies); by default, a pool of this env alone.
     """
 
-    def __init__(self, env: gym.Env, baseline_fn: BaselineFn | None = None, batch_size: int = 32,
-                 cache_size: int = 100_000) -> None:
+    def __init__(self, env: gym.Env, baseline_fn: BaselineFn | None = None, batch_size: int | None = None,
+                 cache_size: int = 100_000, pool: BaselinePool | None = None) -> None:
         super().__init__(env)
         base = env.unwrapped
         if getattr(base, "reward", None) is None or not hasattr(base, "_score"):
@@ -50,11 +144,24 @@ class SelfCriticalReward(gym.Wrapper):
                 f"SelfCriticalReward needs a text env with a task reward, got {type(base).__name__}: wrap an env "
                 "such as gym.make('TextSummarization-v0')."
             )
-        if batch_size < 1 or cache_size < batch_size:
-            raise TextEnvsError(f"expected 1 <= batch_size <= cache_size, got {batch_size} and {cache_size}")
-        self.baseline_fn = baseline_fn
-        self.batch_size, self.cache_size = int(batch_size), int(cache_size)
-        self._cache: OrderedDict[int, tuple[str, float]] = OrderedDict()
+        if pool is not None and batch_size is not None:
+            raise TextEnvsError("pass batch_size to the BaselinePool, not to a wrapper that shares it")
+        self.pool = pool if pool is not None else BaselinePool(batch_size=32 if batch_size is None else batch_size,
+                                                               cache_size=cache_size)
+        if baseline_fn is not None:
+            self.pool.baseline_fn = baseline_fn
+        self.pool.join(self)
+        self.cache_size = int(cache_size)
+        self._scored: OrderedDict[int, tuple[str, float]] = OrderedDict()
+
+    @property
+    def baseline_fn(self) -> BaselineFn | None:
+        """The pool's ``baseline_fn`` (setting it sets it for every env sharing the pool)."""
+        return self.pool.baseline_fn
+
+    @baseline_fn.setter
+    def baseline_fn(self, fn: BaselineFn | None) -> None:
+        self.pool.baseline_fn = fn
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -64,34 +171,38 @@ class SelfCriticalReward(gym.Wrapper):
             reward = float(reward) - value
         return obs, reward, terminated, truncated, info
 
-    def _baseline(self) -> tuple[str, float]:
-        base = self.env.unwrapped
-        index = int(base._example_index)
-        if index not in self._cache:
-            self._fill([index, *(i for i in base.upcoming_examples(self.batch_size - 1) if i not in self._cache)])
-        self._cache.move_to_end(index)
-        return self._cache[index]
+    def current_index(self) -> int:
+        """The current episode's example index."""
+        return int(self.env.unwrapped._example_index)
 
-    def _fill(self, indices: list[int]) -> None:
-        """Baseline texts and rewards of ``indices`` (the current example first), in one ``baseline_fn`` call."""
-        if self.baseline_fn is None:
-            raise TextEnvsError(
-                "SelfCriticalReward has no baseline_fn: pass one, or set it before the first step "
-                "(env.baseline_fn = fn, or vec_env.set_attr('baseline_fn', fn))."
-            )
+    def prompt(self, index: int) -> np.ndarray:
+        """Example ``index``'s prompt ids, unpadded, from the env's own tokenization and cache (the resets that
+        draw it later reuse it)."""
+        ids, mask = self.env.unwrapped._prompt_arrays(index)
+        return ids[mask == 1]
+
+    def _baseline(self) -> tuple[str, float]:
+        index = self.current_index()
+        if index not in self._scored:
+            if self.pool.decoded(self.prompt(index)) is None:
+                self.pool.prepare(self)
+            base = self.env.unwrapped
+            # score, in one reward call, this env's next draws that the pool decoded with it (so tokenized here)
+            ready = [i for i in base.upcoming_examples(self.pool.batch_size)
+                     if i not in self._scored and i in base._prompt_cache
+                     and self.pool.decoded(self.prompt(i)) is not None]
+            self._score([index, *ready])
+        self._scored.move_to_end(index)
+        return self._scored[index]
+
+    def _score(self, indices: list[int]) -> None:
+        """Baseline texts and rewards of ``indices`` (the current example first), decoded by the pool already."""
         base = self.env.unwrapped
         indices = list(dict.fromkeys(indices))
         examples = [base.example] + [base.source[i] for i in indices[1:]]
-        prompts = []
-        for i in indices:  # the env's own tokenization and cache: the resets that draw them reuse it
-            ids, mask = base._prompt_arrays(i)
-            prompts.append(ids[mask == 1])
-        outputs = list(self.baseline_fn(prompts))
-        if len(outputs) != len(prompts):
-            raise TextEnvsError(f"baseline_fn returned {len(outputs)} texts for {len(prompts)} prompts")
         texts = []
-        for out in outputs:
-            ids = [int(i) for i in out]
+        for i in indices:
+            ids = self.pool.decoded(self.prompt(i)).tolist()
             if base.eos_token_id in ids:
                 ids = ids[: ids.index(base.eos_token_id)]
             texts.append(base.decode(ids[: base.max_new_tokens]))
@@ -100,7 +211,7 @@ class SelfCriticalReward(gym.Wrapper):
             value = float(values[base.reward.name][k])
             if not np.isfinite(value):
                 raise TextEnvsError(f"The reward {base.reward.name!r} returned {value} for the baseline text {text!r}.")
-            self._cache[index] = (text, value)
-            self._cache.move_to_end(index)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            self._scored[index] = (text, value)
+            self._scored.move_to_end(index)
+        while len(self._scored) > self.cache_size:
+            self._scored.popitem(last=False)
