@@ -28,6 +28,7 @@ __all__ = [
     "tiny_t5_config",
     "ModelLoadError",
     "greedy_baseline",
+    "TRPO",
 ]
 
 _WHERE = {
@@ -43,6 +44,7 @@ _WHERE = {
     "tiny_t5_config": "backends",
     "ModelLoadError": "backends",
     "greedy_baseline": "backends",
+    "TRPO": "trpo",
 }
 
 

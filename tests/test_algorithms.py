@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 
 import numpy as np
@@ -58,6 +59,43 @@ def test_learn_on_summarization_changes_weights(summ_env, algo, kwargs):
     assert any(n.startswith("model.") for n in changed), "the LM did not move"
     if algo is TRPO:
         assert model.policy.reference_model is not None and model.policy.double_backward
+
+
+def test_sb3_ext_trpo_takes_the_stock_actor_gradients_in_one_pass(summ_env):
+    """sb3_ext.TRPO differs from sb3-contrib's only in how it asks autograd for the actor gradients (one call
+    instead of one per parameter tensor): the same parameters, gradients and Hessian-vector products."""
+    from torch.distributions import kl_divergence
+
+    import sb3_ext
+
+    V = int(summ_env.action_space.n)
+    model = sb3_ext.TRPO(LLMPolicy, summ_env, n_steps=8, batch_size=16, seed=0,
+                         rollout_buffer_class=EpisodeRolloutBuffer, policy_kwargs=dict(model=small_t5(V), kl_coef=0.05))
+    model.learn(16)  # one rollout in the buffer (and one update)
+    model.collect_rollouts(model.env, model._init_callback(None), model.rollout_buffer, n_rollout_steps=8)
+    data = next(model.rollout_buffer.get(None))
+    with th.no_grad():
+        old = copy.copy(model.policy.get_distribution(data.observations))
+    dist = model.policy.get_distribution(data.observations)
+    actions = data.actions.long().flatten()
+    objective = (data.advantages * th.exp(dist.log_prob(actions) - data.old_log_prob)).mean()
+    kl = kl_divergence(dist.distribution, old.distribution).mean()  # zero, with a non-zero Hessian (the Fisher)
+    ours = model._compute_actor_grad(kl, objective)
+    stock = TRPO._compute_actor_grad(model, kl, objective)
+    assert [id(p) for p in ours[0]] == [id(p) for p in stock[0]] and len(ours[0]) > 20
+    assert list(ours[3]) == list(stock[3])
+    th.testing.assert_close(ours[1], stock[1], rtol=1e-5, atol=1e-7)  # surrogate gradients
+    th.testing.assert_close(ours[2], stock[2], rtol=1e-5, atol=1e-7)  # KL gradients (zero at old == new)
+    assert float(ours[1].abs().max()) > 0  # a real gradient, not two empty ones
+    vector = th.randn_like(ours[1])
+    hvp_ours = model.hessian_vector_product(ours[0], ours[2], vector)
+    hvp_stock = model.hessian_vector_product(stock[0], stock[2], vector)
+    th.testing.assert_close(hvp_ours, hvp_stock, rtol=1e-4, atol=1e-6)
+    assert float((hvp_ours - model.cg_damping * vector).abs().max()) > 0  # the Fisher part is not zero
+
+    from text_envs.experiment import algorithm_class
+
+    assert algorithm_class("trpo") is sb3_ext.TRPO  # what `text-envs train --algo trpo` and the bench use
 
 
 def test_save_load_offline_round_trip(tmp_path, summ_env):

@@ -19,6 +19,7 @@ sys.path.insert(0, str(BENCH))
 
 import bench_scaling  # noqa: E402
 import bench_trl  # noqa: E402
+import bench_trpo  # noqa: E402
 import gpu_check  # noqa: E402
 import profile_rollout  # noqa: E402
 
@@ -196,3 +197,17 @@ def test_profile_rollout_counts_operators_per_token(capsys):
     # both sides run the model once per token at least: several aten ops per generated token
     assert res["counts_rollout"]["ops"] > 2 * 2 * 8 and res["counts_generate"]["ops"] > 2 * 2 * 8
     assert "rollout/generate" in out and "top operators by self CPU time" in out
+
+
+def test_bench_trpo_quick_same_update_less_memory_and_time(capsys):
+    """Stock sb3-contrib TRPO and sb3_ext.TRPO make the same update from the same seed; ours is the cheaper one
+    (one double-backward graph instead of one per parameter tensor: 74 for the shipped T5)."""
+    res = bench_trpo.main(["--quick"])
+    out = capsys.readouterr().out
+    stock, ours = res["stock"], res["sb3_ext"]
+    assert stock["tensors"] == ours["tensors"] > 20
+    moved = abs(stock["params"] - stock["start"]).max()
+    assert moved > 1e-4  # the update did something...
+    assert abs(stock["params"] - ours["params"]).max() < 1e-3 * moved  # ...and the same thing in both
+    assert stock["update_s"] > ours["update_s"] and stock["rss_mib"] > ours["rss_mib"]
+    assert "stock / sb3_ext" in out
