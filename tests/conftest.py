@@ -31,6 +31,13 @@ def wmt16_sample() -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _sb3_log_folder(tmp_path_factory):
+    # every SB3 model makes a log folder, by default a new /tmp/SB3-<time> each: keep them in pytest's own
+    # temporary directory, which pytest prunes
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3-logs"))
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _torch_threads():
     try:
         import torch
