@@ -129,7 +129,8 @@ class SelfCriticalReward(gym.Wrapper):
         starting model's greedy decoding (``sb3_ext.greedy_baseline``). May be set later (``env.baseline_fn =
         ...``, or SB3's ``VecEnv.set_attr("baseline_fn", fn)``), since the model is usually built after the env.
     :param batch_size: prompts per ``baseline_fn`` call: the current one and the next ones the env has drawn
-        (one batched decoding costs far less per prompt than one per episode). Only without ``pool``.
+        (one batched decoding costs far less per prompt than one per episode); default: ``BaselinePool``'s.
+        Only without ``pool``.
     :param cache_size: baselines kept (examples drawn again reuse theirs).
     :param pool: a :class:`BaselinePool` shared with the wrappers of other envs, whose decodings are then
         batched together (its ``batch_size`` applies); by default, a pool of this env alone.
@@ -146,8 +147,10 @@ class SelfCriticalReward(gym.Wrapper):
             )
         if pool is not None and batch_size is not None:
             raise TextEnvsError("pass batch_size to the BaselinePool, not to a wrapper that shares it")
-        self.pool = pool if pool is not None else BaselinePool(batch_size=32 if batch_size is None else batch_size,
-                                                               cache_size=cache_size)
+        if pool is None:
+            pool = (BaselinePool(cache_size=cache_size) if batch_size is None
+                    else BaselinePool(batch_size=batch_size, cache_size=cache_size))
+        self.pool = pool
         if baseline_fn is not None:
             self.pool.baseline_fn = baseline_fn
         self.pool.join(self)
