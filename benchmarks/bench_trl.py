@@ -138,9 +138,8 @@ def run_ppo(model: Any, tokenizer: Any, rows: list[dict], a: argparse.Namespace,
 
     greedy = a.ppo_baseline == "greedy"
     # each env writes one text per update: one greedy batch serves every env for two updates
-    pool = BaselinePool(batch_size=2 * a.completions)
-    venv = bs.make_vec_env(rows, tokenizer, a.prompt_tokens, T, a.completions, seed,
-                           wrapper=functools.partial(SelfCriticalReward, pool=pool) if greedy else None)
+    wrapper = functools.partial(SelfCriticalReward, pool=BaselinePool(batch_size=2 * a.completions)) if greedy else None
+    venv = bs.make_vec_env(rows, tokenizer, a.prompt_tokens, T, a.completions, seed, wrapper=wrapper)
     # with the per-prompt baseline, PPO as `text-envs train` runs it: lambda 1, value head off the trunk
     ppo = bs.make_ppo(venv, model, tokenizer, n_steps=T, batch_size=None, kl_coef=a.kl, learning_rate=a.lr,
                       seed=seed, max_grad_norm=0.5, device=a.device, dtype=None if a.dtype == "float32" else a.dtype,

@@ -187,25 +187,30 @@ class SelfCriticalReward(gym.Wrapper):
     def _baseline(self) -> tuple[str, float]:
         index = self.current_index()
         if index not in self._scored:
-            if self.pool.decoded(self.prompt(index)) is None:
+            ids = self.pool.decoded(self.prompt(index))
+            if ids is None:
                 self.pool.prepare(self)
+                ids = self.pool.decoded(self.prompt(index))
             base = self.env.unwrapped
             # score, in one reward call, this env's next draws that the pool decoded with it (so tokenized here)
-            ready = [i for i in base.upcoming_examples(self.pool.batch_size)
-                     if i not in self._scored and i in base._prompt_cache
-                     and self.pool.decoded(self.prompt(i)) is not None]
-            self._score([index, *ready])
+            ready = {index: ids}
+            for i in base.upcoming_examples(self.pool.batch_size):
+                if i not in ready and i not in self._scored and i in base._prompt_cache:
+                    decoded = self.pool.decoded(self.prompt(i))
+                    if decoded is not None:
+                        ready[i] = decoded
+            self._score(ready)
         self._scored.move_to_end(index)
         return self._scored[index]
 
-    def _score(self, indices: list[int]) -> None:
-        """Baseline texts and rewards of ``indices`` (the current example first), decoded by the pool already."""
+    def _score(self, decoded: dict[int, np.ndarray]) -> None:
+        """Baseline texts and rewards of examples (index -> the pool's ids; the current example first)."""
         base = self.env.unwrapped
-        indices = list(dict.fromkeys(indices))
+        indices = list(decoded)
         examples = [base.example] + [base.source[i] for i in indices[1:]]
         texts = []
-        for i in indices:
-            ids = self.pool.decoded(self.prompt(i)).tolist()
+        for out in decoded.values():
+            ids = out.tolist()
             if base.eos_token_id in ids:
                 ids = ids[: ids.index(base.eos_token_id)]
             texts.append(base.decode(ids[: base.max_new_tokens]))
