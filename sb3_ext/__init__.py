@@ -29,6 +29,7 @@ __all__ = [
     "ModelLoadError",
     "greedy_baseline",
     "TRPO",
+    "BatchedRewardVecEnvWrapper",
 ]
 
 _WHERE = {
@@ -45,6 +46,7 @@ _WHERE = {
     "ModelLoadError": "backends",
     "greedy_baseline": "backends",
     "TRPO": "trpo",
+    "BatchedRewardVecEnvWrapper": "batched_reward",
 }
 
 

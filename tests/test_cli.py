@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from text_envs.cli import main
-from text_envs.experiment import TrainConfig, load_config_file
+from text_envs_app.cli import main
+from text_envs_app.experiment import TrainConfig, load_config_file
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -102,7 +102,7 @@ def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
     """`text-envs bench` on a tiny preset: one row per (method, seed), a mean ± std table, a CSV and a plot."""
     import csv
 
-    from text_envs import experiment
+    from text_envs_app import experiment
 
     monkeypatch.setitem(experiment.BENCH_PRESETS, "tiny",
                         dict(envs=("TextCopy-v0",), steps=64, eval_examples=8, n_envs=4))
@@ -121,7 +121,8 @@ def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
 
 def test_bench_evaluates_every_method_on_the_same_data(monkeypatch):
     """Sampled and greedy decoding (and every trained method) are scored on the same split and difficulty."""
-    from text_envs import evaluation, experiment
+    from text_envs import evaluation
+    from text_envs_app import experiment
 
     class Stop(Exception):
         pass

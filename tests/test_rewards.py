@@ -487,7 +487,7 @@ def test_gymnasium_batched_reward_wrapper_scores_finished_episodes_in_one_batch(
 def test_sb3_batched_reward_wrapper():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from text_envs.rewards import BatchedRewardVecEnvWrapper
+    from sb3_ext import BatchedRewardVecEnvWrapper
 
     calls = []
     venv = BatchedRewardVecEnvWrapper(DummyVecEnv([lambda: _TextEnv() for _ in range(2)]), _counting_reward(calls))
@@ -502,7 +502,7 @@ def test_sb3_batched_reward_wrapper():
 def test_batched_wrapper_says_what_the_env_must_report():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from text_envs.rewards import BatchedRewardVecEnvWrapper
+    from sb3_ext import BatchedRewardVecEnvWrapper
 
     class NoText(_TextEnv):
         def step(self, action):

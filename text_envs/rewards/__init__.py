@@ -75,7 +75,6 @@ __all__ = [
     "SemanticSimilarityReward",
     "LearnedReward",
     "BatchedRewardWrapper",
-    "BatchedRewardVecEnvWrapper",
     "MissingEOSPenalty",
 ]
 
@@ -121,7 +120,6 @@ _LAZY = {
     "SemanticSimilarityReward": "text_envs.rewards.semantic",
     "LearnedReward": "text_envs.rewards.learned",
     "BatchedRewardWrapper": "text_envs.rewards.batched",
-    "BatchedRewardVecEnvWrapper": "text_envs.rewards.sb3_batched",
     "MissingEOSPenalty": "text_envs.rewards.batched",
 }
 

@@ -6,7 +6,7 @@ cheap reward (or ``reward=None``, a 0.0 terminal reward) and wrap the *vector* e
 
 * :class:`BatchedRewardWrapper` for a ``gymnasium.vector.VectorEnv`` (``SyncVectorEnv``/``AsyncVectorEnv``);
 * :class:`BatchedRewardVecEnvWrapper` for an SB3 ``VecEnv`` (``DummyVecEnv``/``SubprocVecEnv``), in
-  :mod:`text_envs.rewards.sb3_batched` (imports SB3).
+  :mod:`sb3_ext.batched_reward` (the SB3 adapter: ``text_envs`` imports no training engine).
 
 What the wrappers need from the env: the final ``info`` of each episode holds ``generated_text`` (str),
 ``references`` (list of str) and ``prompt_text`` (str) -- the env contract in docs/ARCHITECTURE.md.

@@ -5,7 +5,7 @@
     text-envs bench [--preset small]                                                    algorithms side by side
     text-envs demo [--env ID ...] [--seed N]                                            one episode of each env
 
-Every ``train`` option is a field of :class:`text_envs.experiment.TrainConfig`; ``--config FILE`` (JSON or
+Every ``train`` option is a field of :class:`text_envs_app.experiment.TrainConfig`; ``--config FILE`` (JSON or
 TOML) may hold them, and flags given on the command line win.
 """
 
@@ -65,7 +65,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
     """One flag per TrainConfig field, help text from the field's docstring (CleanRL-style)."""
-    from text_envs.experiment import TrainConfig, field_docs
+    from text_envs_app.experiment import TrainConfig, field_docs
 
     docs = field_docs()
     hints = typing.get_type_hints(TrainConfig)
@@ -83,7 +83,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | Non
 
 
 def _config(args: argparse.Namespace):
-    from text_envs.experiment import TrainConfig, load_config_file
+    from text_envs_app.experiment import TrainConfig, load_config_file
 
     values = load_config_file(args.config) if getattr(args, "config", None) else {}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -92,21 +92,21 @@ def _config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from text_envs.experiment import train
+    from text_envs_app.experiment import train
 
     result = train(_config(args))
     return 130 if result.get("interrupted") else 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from text_envs.experiment import evaluate_saved
+    from text_envs_app.experiment import evaluate_saved
 
     evaluate_saved(args.model_path, _config(args))
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from text_envs.experiment import run_benchmark
+    from text_envs_app.experiment import run_benchmark
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     run_benchmark(args.preset, args.out, seeds=args.seeds, overwrite=args.overwrite, methods=methods)
