@@ -20,6 +20,8 @@ rows, and a row whose episode restarts (or whose observation does not continue t
 by a fresh prefill written into its last slots; columns dead for every row are cut from the left, so the
 cache grows with episode length, not rollout length.  T5's relative position bias only depends on slot
 differences and causal models get explicit positions, so holes in the cache are exact.
+:class:`sb3_ext.static_cache.StaticDecodeState` is the same over preallocated buffers, with a step that
+``torch.compile`` captures (``LLMPolicy(compile=...)``).
 """
 
 from __future__ import annotations
@@ -470,11 +472,7 @@ class DecodeState:
         logits, hidden = self.logits, self.hidden
         if adv_h.any():
             last = gen_ids.gather(1, (gen_len - 1).clamp(min=0)[:, None]).squeeze(1)  # (B,)
-            step_mask = th.cat([self.mask, th.ones_like(self.mask[:, :1])], dim=1)  # (B, L+1)
-            lg, hd, self.cache = self.backend.step(self, last, step_mask)
-            if memo_h.any():  # causal only: the re-fed slot of memoised rows is masked out
-                step_mask[:, -1] = (~memo).to(step_mask.dtype)
-            self.mask = step_mask
+            lg, hd = self._step(last, memo, bool(memo_h.any()))
             self.live += 1
             self.next_pos = self.next_pos + (~memo).long()
             if adv_h.all():
@@ -512,6 +510,18 @@ class DecodeState:
         self.logits, self.hidden = logits, hidden
         self._compact()
         return logits, hidden
+
+    def _step(self, last: th.Tensor, memo: th.Tensor, any_memo: bool) -> tuple[th.Tensor, th.Tensor]:
+        """Append one slot for every row, feeding ``last`` (B,); memoised rows' new slot is masked out after.
+
+        :return: logits (B, V), hidden (B, H) of the step (meaningful for the advancing rows)
+        """
+        step_mask = th.cat([self.mask, th.ones_like(self.mask[:, :1])], dim=1)  # (B, L+1)
+        lg, hd, self.cache = self.backend.step(self, last, step_mask)
+        if any_memo:  # causal only: the re-fed slot of memoised rows is masked out
+            step_mask[:, -1] = (~memo).to(step_mask.dtype)
+        self.mask = step_mask
+        return lg, hd
 
     def _init(self, B: int, P: int, T: int, dev: th.device) -> None:
         self.B, self.P, self.T = B, P, T
@@ -566,9 +576,20 @@ def greedy_baseline(model: nn.Module, eos_token_id: int, pad_token_id: int, max_
     :param eos_token_id: ends a text (the env's)
     :param pad_token_id: the env's pad id
     :param max_new_tokens: the env's token budget
+
+    Decoding is greedy whatever the model's own ``generation_config`` says (a hub checkpoint's beams, minimum
+    length, repetition penalties or forced tokens): the baseline is the text the policy writes acting greedily.
     """
+    from transformers import GenerationConfig
+
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     device = next(model.parameters()).device
+    start = getattr(model.config, "decoder_start_token_id", None)  # as Seq2SeqBackend starts a rollout
+    greedy = GenerationConfig(
+        do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, min_length=0, eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id, bos_token_id=getattr(model.config, "bos_token_id", None),
+        decoder_start_token_id=(start if start is not None else model.config.pad_token_id) if seq2seq else None,
+    )
 
     @th.no_grad()
     def baseline_fn(prompts: list[Any]) -> list[list[int]]:
@@ -579,8 +600,16 @@ def greedy_baseline(model: nn.Module, eos_token_id: int, pad_token_id: int, max_
             if len(p):
                 ids[row, n - len(p):] = th.as_tensor(p, dtype=th.long)
                 mask[row, n - len(p):] = 1
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+        # the model's generation_config is swapped, not overridden by arguments: generate() fills every setting
+        # left unset from it, so a checkpoint's num_beams=4 or min_length=56 would survive any arguments
+        # (on the Hugging Face model itself: a peft wrapper's generate() reads its base model's)
+        holder = model.get_base_model() if hasattr(model, "get_base_model") else model
+        saved = holder.generation_config
+        holder.generation_config = greedy
+        try:
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device))
+        finally:
+            holder.generation_config = saved
         # seq2seq outputs start with the decoder start token; causal outputs repeat the (padded) prompt
         return out[:, 1:].tolist() if seq2seq else out[:, n:].tolist()
 

@@ -7,6 +7,8 @@ token: ``k1 = log pi(a) - log ref(a)`` (unbiased, can be negative) or
 ``beta`` is fixed (:class:`FixedKLController`) or adaptive (:class:`AdaptiveKLController`): after each rollout
 ``e = clip(KL / target - 1, -0.2, 0.2)`` and ``beta <- beta * (1 + e * n / horizon)`` where ``KL`` is the mean
 per-episode KL of the rollout and ``n`` the number of episodes in it (Ziegler et al. 2019, eq. 2, as in TRL).
+The update is multiplicative, so it never leaves 0: with a target and no starting beta (``kl_coef=0``),
+:func:`make_kl_controller` starts at :data:`DEFAULT_INIT_KL_COEF` (TRL's ``init_kl_coef``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ import torch as th
 
 from text_envs.errors import TextEnvsError, unknown_name
 
-__all__ = ["kl_estimate", "FixedKLController", "AdaptiveKLController", "make_kl_controller", "KL_ESTIMATORS"]
+__all__ = [
+    "kl_estimate", "FixedKLController", "AdaptiveKLController", "make_kl_controller", "KL_ESTIMATORS",
+    "DEFAULT_INIT_KL_COEF",
+]
 
 KL_ESTIMATORS = ("k1", "k3")
+
+#: starting beta of the adaptive controller when none is given (``kl_coef=0`` with a ``kl_target``): TRL's default
+DEFAULT_INIT_KL_COEF = 0.2
 
 
 def kl_estimate(log_prob: th.Tensor, ref_log_prob: th.Tensor, estimator: str = "k1") -> th.Tensor:
@@ -56,15 +64,16 @@ class FixedKLController:
 class AdaptiveKLController:
     """Adaptive beta with a proportional controller on the log-space error (Ziegler et al. 2019).
 
-    :param init_kl_coef: initial beta
+    :param init_kl_coef: initial beta, > 0 (the multiplicative update would keep 0 forever)
     :param target: target KL per episode in nats (TRL's default is 6)
     :param horizon: number of episodes over which beta may change by the clip factor (e.g. 10000)
     """
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int):
-        if init_kl_coef < 0 or target <= 0 or horizon <= 0:
+        if not (init_kl_coef > 0 and target > 0 and horizon > 0):
             raise TextEnvsError(
-                f"expected init_kl_coef >= 0, target > 0 and horizon > 0, got {init_kl_coef}, {target}, {horizon}"
+                f"expected init_kl_coef > 0, target > 0 and horizon > 0, got {init_kl_coef}, {target}, {horizon} "
+                "(beta is updated multiplicatively: starting at 0 it would stay 0)"
             )
         self.value = float(init_kl_coef)
         self.target = float(target)
@@ -77,8 +86,16 @@ class AdaptiveKLController:
         return self.value
 
 
-def make_kl_controller(kl_coef: float, kl_target: float | None = None, kl_horizon: int = 10_000):
-    """Fixed controller when ``kl_target`` is None, adaptive otherwise."""
+def make_kl_controller(
+    kl_coef: float, kl_target: float | None = None, kl_horizon: int = 10_000
+) -> FixedKLController | AdaptiveKLController:
+    """Fixed controller when ``kl_target`` is None, adaptive otherwise.
+
+    The adaptive controller starts at ``kl_coef``, or at :data:`DEFAULT_INIT_KL_COEF` when ``kl_coef`` is 0 (the
+    policy's default): its multiplicative update could never move a beta of 0.
+    """
     if kl_target is None:
         return FixedKLController(kl_coef)
-    return AdaptiveKLController(kl_coef, kl_target, kl_horizon)
+    if kl_coef < 0:
+        raise TextEnvsError(f"expected kl_coef >= 0, got {kl_coef}")
+    return AdaptiveKLController(kl_coef if kl_coef > 0 else DEFAULT_INIT_KL_COEF, kl_target, kl_horizon)

@@ -8,8 +8,14 @@ How SB3 drives it (PPO / A2C / sb3-contrib TRPO, stock classes):
 * ``forward(obs)`` once per token during rollouts: the cached path (:class:`~sb3_ext.backends.DecodeState`)
   keeps encoder outputs and KV caches per env row, so a step costs one decoder token, like ``generate``.
 * ``evaluate_actions`` / ``get_distribution`` / ``predict_values`` on an :class:`~sb3_ext.buffers.EpisodeBatch`
-  (from :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`) run one teacher-forced forward per episode; on plain
-  observations (the stock ``DictRolloutBuffer``) they run one uncached forward per observation.
+  (from :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`) run one teacher-forced forward per episode. On plain
+  observations (a shuffled minibatch of the stock ``DictRolloutBuffer``) they first group the observations into
+  prefix chains (:meth:`~sb3_ext.buffers.EpisodeBatch.from_observations`: same prompt, generated ids that are
+  prefixes of one another, i.e. the steps of one episode) and run one teacher-forced forward per chain: the same
+  outputs as one forward per observation (``group_observations=False``, the path before) to float error.
+* ``kl_coef > 0`` (or ``kl_target``) needs :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`, which applies the
+  penalty: when the algorithm building the policy has SB3's default ``DictRolloutBuffer`` the policy replaces it
+  by one (with a warning); any other buffer is refused with an error.
 
 Parameters that are frozen (reference model, NLPO mask model, a LoRA base) stay in ``state_dict`` but are not
 returned by ``parameters()``: the optimizer, gradient clipping and TRPO's per-parameter gradients only see
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
@@ -39,9 +46,14 @@ from text_envs.errors import TextEnvsError, TokenizerMismatchError, unknown_name
 
 from .backends import DecodeState, LMBackend, load_model, make_backend, tiny_t5_config
 from .buffers import OBS_KEYS, EpisodeBatch, EpisodeRolloutBuffer
+from .static_cache import StaticDecodeState, check_compile_option
 from .kl import KL_ESTIMATORS, kl_estimate, make_kl_controller
 
-__all__ = ["LLMPolicy", "ObservationSpaceError", "VALUE_MODES", "MASK_SOURCES"]
+__all__ = ["LLMPolicy", "ObservationSpaceError", "VALUE_MODES", "MASK_SOURCES", "TAKEN_ACTIONS_KEY"]
+
+#: optional observation key: the actions taken at a minibatch's observations (``sb3_ext.TRPO`` adds it), so that
+#: ``get_distribution`` keeps each taken token inside the top-k/top-p support as ``evaluate_actions`` does
+TAKEN_ACTIONS_KEY = "taken_actions"
 
 VALUE_MODES = ("shared", "detached", "separate")
 MASK_SOURCES = ("reference", "policy_copy")
@@ -168,10 +180,26 @@ class LLMPolicy(BasePolicy):
     :param kl_coef: initial KL coefficient beta; ``0`` disables the KL penalty (no reference model is built).
         The penalty is applied by :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`:
         ``PPO(LLMPolicy, env, rollout_buffer_class=EpisodeRolloutBuffer, policy_kwargs=dict(kl_coef=0.05))``
-    :param kl_target: target KL per episode (nats) for the adaptive controller; ``None``: fixed beta
+    :param kl_target: target KL per episode (nats) for the adaptive controller; ``None``: fixed beta. The adaptive
+        beta starts at ``kl_coef``, or at ``sb3_ext.kl.DEFAULT_INIT_KL_COEF`` (0.2) when ``kl_coef`` is 0
     :param kl_horizon: horizon (episodes) of the adaptive controller
     :param kl_estimator: ``"k1"`` or ``"k3"``
     :param use_cache: use the cached rollout path (``False``: one full forward per observation, the naive path)
+    :param compile: the cached rollout's KV cache and step (:mod:`sb3_ext.static_cache`): ``False`` (default) a
+        dynamic cache, eager; ``"static"`` a static (preallocated) cache, eager; ``True`` a static cache and a
+        ``torch.compile``-d decode step (CUDA graphs via ``"reduce-overhead"`` on GPU, inductor on CPU); another
+        string: that ``torch.compile`` mode. Off by default: on this project's 2-core CPU the compiled step is
+        1.4-1.9x cheaper but a rollout of the shipped model only 1.0-1.2x faster, its time being mostly prefills,
+        env and SB3 (benchmarks/RESULTS.md, "Compiled decode step"); not yet measured on a GPU
+    :param group_observations: evaluate a minibatch of plain observations (SB3's stock ``DictRolloutBuffer``) with
+        one teacher-forced forward per episode found in it (``True``), or one forward per observation (``False``,
+        the slower path before; kept for benchmarks and checks)
+    :param save_reference: ``False``: leave the frozen KL reference out of ``state_dict`` (and so of every saved
+        zip) while it is the start model as loaded from a path or hub name (``reference_source``), and rebuild it
+        from there when loading (one copy of the model fewer per file; loading then needs that path). A reference
+        that cannot be rebuilt (a model object or config, or after ``update_reference()``) is saved anyway
+    :param reference_source: where a saved policy's reference is rebuilt from (recorded by ``save``; set by hand
+        only to point at a moved start model)
     :param dropout: keep the LM's dropout active in training mode (off by default: it corrupts the PPO ratio)
     :param lora: a ``peft.LoraConfig`` or its kwargs as a dict: train LoRA adapters only (needs ``peft``)
     :param dtype: parameter dtype of the LM (``"float32"``, ``"bfloat16"``, ``"float16"``); logits are float32
@@ -203,6 +231,10 @@ class LLMPolicy(BasePolicy):
         kl_horizon: int = 10_000,
         kl_estimator: str = "k1",
         use_cache: bool = True,
+        compile: bool | str = False,
+        group_observations: bool = True,
+        save_reference: bool = True,
+        reference_source: str | None = None,
         dropout: bool = False,
         lora: Any = None,
         dtype: str | th.dtype | None = None,
@@ -244,6 +276,8 @@ class LLMPolicy(BasePolicy):
         self.kl_coef, self.kl_target, self.kl_horizon = float(kl_coef), kl_target, int(kl_horizon)
         self.kl_estimator = kl_estimator
         self.use_cache = bool(use_cache)
+        self.compile = check_compile_option(compile)
+        self.group_observations = bool(group_observations)
         self.dropout = bool(dropout)
         self.lora = lora
         self.dtype = dtype
@@ -270,7 +304,24 @@ class LLMPolicy(BasePolicy):
         if self.lora is not None:
             lm = self._apply_lora(lm, self.lora)
         ref_needed = (self.kl_enabled or (needs_mask and mask_source == "reference")) and self.lora is None
-        self.reference_model = self._frozen_copy(lm) if ref_needed else None
+        self.save_reference = bool(save_reference)
+        if reference_source is None and not self.save_reference and ref_needed:
+            if isinstance(model, (str, os.PathLike)):
+                reference_source = os.path.abspath(model) if os.path.isdir(model) else os.fspath(model)
+            elif model is None and model_config is None:  # the shipped model, when _default_model loaded it
+                reference_source = getattr(lm.config, "_name_or_path", None) or None
+        self.reference_source = reference_source if ref_needed and not self.save_reference else None
+        if self.reference_source is not None and model is None and model_config is not None:  # loading a save
+            try:
+                self.reference_model = self._frozen_copy(load_model(self.reference_source, dtype))
+            except Exception as e:
+                raise TextEnvsError(
+                    f"this policy was saved without its frozen KL reference, which is rebuilt from "
+                    f"{self.reference_source!r}, and that could not be loaded ({e}). Put the start model back there, "
+                    "or load with custom_objects={'policy_kwargs': {..., 'reference_source': NEW_PATH}}."
+                ) from e
+        else:
+            self.reference_model = self._frozen_copy(lm) if ref_needed else None
         self.mask_model = self._frozen_copy(lm) if needs_mask and mask_source == "policy_copy" else None
         self.value_model = copy.deepcopy(lm) if value_mode == "separate" else None
         self.model = lm
@@ -281,6 +332,8 @@ class LLMPolicy(BasePolicy):
         self.mask_backend = make_backend(self.mask_model, self.V) if self.mask_model is not None else None
         if needs_mask and self.mask_backend is None:
             self.mask_backend = self.reference_backend if self.reference_backend is not None else self.backend
+        if self.lora is not None:  # the reference is the base model with the adapters disabled: no copy to make
+            self.reference_model = LoraReference(self.model)
         self.value_head = nn.Linear(self.backend.hidden_size, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
@@ -302,14 +355,61 @@ class LLMPolicy(BasePolicy):
         if algo is not None:
             # recorded in the algorithm's saved policy_kwargs: PPO.load rebuilds from config + state dict, offline
             kwargs = dict(algo.policy_kwargs)
-            kwargs.update(model=None, tokenizer=None, model_config=self.model_config)
+            kwargs.update(model=None, tokenizer=None, model_config=self.model_config,
+                          reference_source=self.reference_source)
             algo.policy_kwargs = kwargs
+            if self.kl_enabled:
+                self._ensure_kl_buffer(algo)
+            self._warn_sparse_minibatches(algo)
             if isinstance(getattr(algo, "rollout_buffer", None), EpisodeRolloutBuffer):
                 algo.rollout_buffer.bind(self, algo)
 
     # ------------------------------------------------------------------------------------------------------
     # construction helpers
     # ------------------------------------------------------------------------------------------------------
+    def _warn_sparse_minibatches(self, algo: Any) -> None:
+        """Say so when SB3's shuffled minibatches will rarely hold two steps of one episode (nothing to group)."""
+        buffer = getattr(algo, "rollout_buffer", None)
+        batch_size = getattr(algo, "batch_size", None)
+        if type(buffer) is not DictRolloutBuffer or not batch_size or getattr(algo, "n_epochs", None) is None:
+            return
+        rows = buffer.buffer_size * buffer.n_envs
+        b = min(int(batch_size), rows)
+        # expected steps of one episode in a minibatch, for episodes of the full budget T (an upper bound)
+        per_episode = 1 + (b - 1) * (self.T - 1) / max(rows - 1, 1)
+        if per_episode < 2:
+            warnings.warn(
+                f"{type(algo).__name__} draws minibatches of {b} of {rows} stored steps: about {per_episode:.1f} "
+                "step(s) of an episode per minibatch, so LLMPolicy runs about one full forward per step instead of "
+                f"one per episode (of up to {self.T} steps). Pass rollout_buffer_class=EpisodeRolloutBuffer "
+                "(minibatches of whole episodes), or a batch_size closer to n_steps * n_envs, for faster updates.",
+                stacklevel=4,
+            )
+
+    def _ensure_kl_buffer(self, algo: Any) -> None:
+        """The KL penalty is applied by EpisodeRolloutBuffer: swap SB3's default buffer for one, refuse others."""
+        buffer = getattr(algo, "rollout_buffer", None)
+        if buffer is None or isinstance(buffer, EpisodeRolloutBuffer):
+            return
+        if type(buffer) is DictRolloutBuffer and not getattr(algo, "rollout_buffer_kwargs", None):
+            algo.rollout_buffer = EpisodeRolloutBuffer(
+                buffer.buffer_size, buffer.observation_space, buffer.action_space, device=buffer.device,
+                gae_lambda=buffer.gae_lambda, gamma=buffer.gamma, n_envs=buffer.n_envs,
+            )
+            algo.rollout_buffer_class = EpisodeRolloutBuffer
+            warnings.warn(
+                f"kl_coef={self.kl_coef}, kl_target={self.kl_target}: the KL penalty is applied by "
+                f"EpisodeRolloutBuffer, so LLMPolicy replaced {type(algo).__name__}'s DictRolloutBuffer by one. "
+                "Pass rollout_buffer_class=EpisodeRolloutBuffer to say so (and silence this warning).",
+                stacklevel=4,
+            )
+            return
+        raise TextEnvsError(
+            f"kl_coef={self.kl_coef}, kl_target={self.kl_target} needs sb3_ext.EpisodeRolloutBuffer, which applies "
+            f"the KL penalty to the rewards, got {type(buffer).__name__}, which would silently ignore it. Pass "
+            "rollout_buffer_class=EpisodeRolloutBuffer, or kl_coef=0 and kl_target=None for no penalty."
+        )
+
     def _default_model(self, dtype: th.dtype | None) -> tuple[nn.Module, Any]:
         here = os.path.dirname(os.path.abspath(__file__))
         asset = os.path.join(os.path.dirname(here), "text_envs", "assets", "model")
@@ -432,6 +532,15 @@ class LLMPolicy(BasePolicy):
         """SB3 calls this with True at the start of each update: drop the rollout caches (weights will change)."""
         self.train(mode)
         if mode:
+            if self.kl_enabled:  # a rollout buffer swapped in after construction would silently skip the penalty
+                algo = _find_algorithm()
+                buffer = getattr(algo, "rollout_buffer", None)
+                if buffer is not None and not isinstance(buffer, EpisodeRolloutBuffer):
+                    raise TextEnvsError(
+                        f"kl_coef={self.kl_coef}, kl_target={self.kl_target} needs sb3_ext.EpisodeRolloutBuffer (it "
+                        f"applies the KL penalty), got {type(buffer).__name__}: the rollout just collected has no "
+                        "penalty. Pass rollout_buffer_class=EpisodeRolloutBuffer to the algorithm."
+                    )
             self.reset_cache()
             self._updates_since_mask_sync += 1
             if self.mask_model is not None and self._updates_since_mask_sync >= self.mask_update_interval:
@@ -466,6 +575,10 @@ class LLMPolicy(BasePolicy):
             kl_horizon=self.kl_horizon,
             kl_estimator=self.kl_estimator,
             use_cache=self.use_cache,
+            compile=self.compile,
+            group_observations=self.group_observations,
+            save_reference=self.save_reference,
+            reference_source=self.reference_source,
             dropout=self.dropout,
             lora=self.lora,
             dtype=self.dtype,
@@ -491,6 +604,51 @@ class LLMPolicy(BasePolicy):
             self.kl_controller.value = float(state["kl_coef"])
         self._updates_since_mask_sync = int(state.get("updates_since_mask_sync", 0))
         self.reset_cache()
+
+    # the reference left out of saves (save_reference=False) -------------------------------------------------
+    def _reference_digest(self) -> list[float]:
+        """Float64 sums of the reference's weights and of their magnitudes: tell a rebuilt reference from the one
+        trained against (compared to 1e-9 of the magnitudes, which covers summation order, e.g. thread counts)."""
+        if getattr(self, "_ref_digest", None) is None:
+            with th.no_grad():
+                tensors = [t.double() for t in self.reference_model.state_dict().values() if t.is_floating_point()]
+                self._ref_digest = [float(sum(float(t.sum()) for t in tensors)),
+                                    float(sum(float(t.abs().sum()) for t in tensors))]
+        return self._ref_digest
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The module's state; without ``reference_model.*`` while the reference is rebuilt from
+        ``reference_source`` (``save_reference=False``), with that reference's digest in the extra state."""
+        state = super().state_dict(*args, **kwargs)
+        if getattr(self, "reference_source", None) is not None:
+            prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+            for key in [k for k in state if k.startswith(prefix + "reference_model.")]:
+                del state[key]
+            extra = state.get(prefix + "_extra_state")
+            if isinstance(extra, dict):
+                state[prefix + "_extra_state"] = {**extra, "reference_digest": self._reference_digest()}
+        return state
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load a state; one saved without its reference keeps the reference rebuilt from ``reference_source``
+        (after checking it is the one the state was trained against)."""
+        has_ref = any(k.startswith("reference_model.") for k in state_dict)
+        if self.reference_model is not None and not isinstance(self.reference_model, LoraReference) and not has_ref:
+            saved = (state_dict.get("_extra_state") or {}).get("reference_digest")
+            if self.reference_source is None or saved is None:
+                if strict:
+                    raise TextEnvsError(
+                        "the state has no reference_model weights and this policy cannot rebuild its KL reference: "
+                        "expected a state saved with its reference, or one saved with save_reference=False"
+                    )
+            elif any(abs(a - b) > 1e-9 * max(1.0, saved[1]) for a, b in zip(saved, self._reference_digest())):
+                raise TextEnvsError(
+                    f"the KL reference rebuilt from {self.reference_source!r} is not the model this policy was "
+                    f"trained against (weight sums {self._reference_digest()}, saved {saved}): point "
+                    "reference_source at the original start model"
+                )
+            state_dict = {**state_dict, **{f"reference_model.{k}": v for k, v in self.reference_model.state_dict().items()}}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write the LM (LoRA merged) and the tokenizer as a normal Hugging Face checkpoint.
@@ -526,7 +684,7 @@ class LLMPolicy(BasePolicy):
 
     def _state(self, name: str, backend: LMBackend) -> DecodeState:
         if name not in self._states:
-            self._states[name] = DecodeState(backend)
+            self._states[name] = StaticDecodeState(backend, self.compile) if self.compile else DecodeState(backend)
         return self._states[name]
 
     def _maybe_sync_mask_model(self) -> None:
@@ -588,11 +746,25 @@ class LLMPolicy(BasePolicy):
             mask_logits = ml[idx]
         return logits, hidden, mask_logits
 
-    def _outputs(self, obs: Any):
+    def _outputs(self, obs: Any, actions: th.Tensor | None = None):
+        """Logits (N, V), value-head input (N, H), mask logits (or None) and the taken action of each output to keep
+        in a top-k/top-p support (N,) (``-1`` where unknown; or None) of an EpisodeBatch or observations."""
         with self._attention_context():
             if isinstance(obs, EpisodeBatch):
-                return self._episode_outputs(obs)
-            return self._next_outputs(obs)
+                batch = obs
+            elif not self.group_observations:
+                taken = actions if actions is not None else obs.get(TAKEN_ACTIONS_KEY)  # type: ignore[union-attr]
+                return (*self._next_outputs(obs), taken)
+            else:
+                if actions is None:
+                    actions = obs.get(TAKEN_ACTIONS_KEY)  # type: ignore[union-attr]
+                batch = EpisodeBatch.from_observations(*self._obs_parts(obs), actions=actions)
+                if self.use_cache and not th.is_grad_enabled() and batch.num_episodes == len(batch):
+                    # one observation per episode (e.g. the rollout's last step): the rollout cache is cheaper
+                    return (*self._next_outputs(obs), batch.taken_actions)
+            logits, hidden, mask_logits = self._episode_outputs(batch)
+            taken = actions if actions is not None else batch.taken_actions
+            return logits, hidden, mask_logits, taken
 
     def _attention_context(self) -> Any:
         if self.double_backward and th.is_grad_enabled():
@@ -634,8 +806,10 @@ class LLMPolicy(BasePolicy):
         logits = logits.float() / self.temperature
         if mask_logits is not None:
             support = self._support(mask_logits)
-            if taken is not None:
-                support = support.scatter(-1, taken.long().reshape(-1, 1), True)
+            if taken is not None:  # -1: unknown, nothing added
+                taken = taken.long().reshape(-1, 1)
+                index = taken.clamp(min=0)
+                support = support.scatter(-1, index, support.gather(-1, index) | (taken >= 0))
             logits = logits.masked_fill(~support, th.finfo(logits.dtype).min)
         return logits
 
@@ -661,23 +835,72 @@ class LLMPolicy(BasePolicy):
 
     def evaluate_actions(self, obs: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Values (N, 1), log-probs (N,) and entropies (N,) of taken actions (EpisodeBatch or observations)."""
-        logits, hidden, mask_logits = self._outputs(obs)
         actions = actions.long().flatten()
+        logits, hidden, mask_logits, _ = self._outputs(obs, actions)
         dist = self._distribution(logits, mask_logits, taken=actions)
         return self._value(hidden), dist.log_prob(actions), dist.entropy()
 
     def get_distribution(self, obs: Any) -> CategoricalDistribution:
-        """The action distribution at each observation or each output token of an EpisodeBatch."""
-        logits, _, mask_logits = self._outputs(obs)
-        return self._distribution(logits, mask_logits)
+        """The action distribution at each observation or each output token of an EpisodeBatch.
+
+        With a top-k/top-p mask, the token taken at each output is kept in the support, as in
+        ``evaluate_actions``, when the batch knows it: an EpisodeBatch does (its tokens are the actions), and so do
+        observations carrying ``TAKEN_ACTIONS_KEY`` (``sb3_ext.TRPO`` adds it) or followed by a later step of the
+        same episode in the batch.
+        """
+        logits, _, mask_logits, taken = self._outputs(obs)
+        return self._distribution(logits, mask_logits, taken=taken if mask_logits is not None else None)
 
     def predict_values(self, obs: Any) -> th.Tensor:
         """Values (N, 1)."""
-        _, hidden, _ = self._outputs(obs)
+        _, hidden, _, _ = self._outputs(obs)
         return self._value(hidden)
 
+    def check_observation(self, observation: Any) -> None:
+        """Raise :class:`ObservationSpaceError` naming what was expected unless ``observation`` is one text env
+        observation or a batch of them: a dict of integer arrays ``prompt_ids``/``prompt_mask`` ``(P,)`` or
+        ``(B, P)`` and ``generated_ids``/``generated_mask`` ``(T,)`` or ``(B, T)``, ids in ``[0, V)``, masks 0/1."""
+        fix = "pass the env's observation as it is (a dict of int64 arrays, batched on a first axis)"
+        if not isinstance(observation, dict):
+            raise ObservationSpaceError(
+                f"expected an observation dict with keys {list(OBS_KEYS)}, got {type(observation).__name__}: {fix}")
+        missing = [k for k in OBS_KEYS if k not in observation]
+        if missing:
+            raise ObservationSpaceError(f"expected observation keys {list(OBS_KEYS)}, missing {missing}: {fix}")
+        widths = {"prompt_ids": self.P, "prompt_mask": self.P, "generated_ids": self.T, "generated_mask": self.T}
+        batch: int | None = None
+        for key in OBS_KEYS:
+            arr = observation[key]
+            arr = arr.detach().cpu().numpy() if isinstance(arr, th.Tensor) else np.asarray(arr)
+            n = widths[key]
+            if arr.ndim not in (1, 2) or arr.shape[-1] != n:
+                raise ObservationSpaceError(f"expected observation {key!r} of shape ({n},) or (B, {n}), got {arr.shape}: {fix}")
+            rows = 1 if arr.ndim == 1 else arr.shape[0]
+            if batch is not None and rows != batch:
+                raise ObservationSpaceError(
+                    f"expected every observation key to hold the same batch of {batch}, got {rows} rows in {key!r}")
+            batch = rows
+            if arr.dtype.kind not in "iub" and not (arr.dtype.kind == "f" and np.isfinite(arr).all()
+                                                     and (arr == np.round(arr)).all()):
+                raise ObservationSpaceError(f"expected integer token ids in observation {key!r}, got dtype {arr.dtype}: {fix}")
+            if arr.size and key.endswith("_mask") and not np.isin(arr, (0, 1)).all():
+                raise ObservationSpaceError(f"expected observation {key!r} to hold only 0 and 1: {fix}")
+            if arr.size and key.endswith("_ids") and not (arr.min() >= 0 and arr.max() < self.V):
+                raise ObservationSpaceError(
+                    f"expected token ids in [0, {self.V}) in observation {key!r}, got values in [{arr.min()}, {arr.max()}] "
+                    "(the model's vocabulary is the env's tokenizer's)")
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict``, after :meth:`check_observation` (a wrong observation gets a clear error, not an
+        index error deep inside the model)."""
+        self.check_observation(observation)
+        return super().predict(observation, state, episode_start, deterministic)
+
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        dist = self.get_distribution(observation)
+        with self._attention_context():
+            logits, _, mask_logits = self._next_outputs(observation)  # the cached path: predict is a rollout
+        dist = self._distribution(logits, mask_logits)
         return dist.get_actions(deterministic=True) if deterministic else sample_tokens(dist.distribution.probs)
 
     # ------------------------------------------------------------------------------------------------------
@@ -716,10 +939,80 @@ class LLMPolicy(BasePolicy):
         return kl_estimate(log_probs.float(), ref, self.kl_estimator)
 
     def update_reference(self) -> None:
-        """Make the current weights the KL reference (and the mask model), e.g. after a supervised warm start."""
+        """Make the current weights the KL reference (and the mask model), e.g. after a supervised warm start.
+
+        With LoRA the reference is the base model: the adapters are merged into it and restarted at zero, so the
+        policy is unchanged and the base (the reference, ``reference_model``) becomes the current weights.
+        """
+        if self.lora is not None:
+            _merge_lora_adapters(self.model)
+            if self.optimizer is not None:  # the adapters restart: their Adam moments belong to the old ones
+                for p in self.model.parameters():
+                    self.optimizer.state.pop(p, None)
         for frozen in (self.reference_model, self.mask_model):
-            if frozen is not None:
+            if frozen is not None and not isinstance(frozen, LoraReference):
                 frozen.load_state_dict(self.model.state_dict())
+        self.reference_source, self._ref_digest = None, None  # no longer the start model: saved from now on
         self.reset_cache()
         self._states.pop("mask", None)
 
+
+class LoraReference(nn.Module):
+    """The base model of a LoRA policy with its adapters disabled: a LoRA policy's frozen reference, as a module
+    with ``config``, ``generate`` and ``forward`` (e.g. for :func:`sb3_ext.greedy_baseline`).
+
+    It holds no parameters of its own (the policy's ``state_dict`` is unchanged) and shares the base weights.
+    """
+
+    def __init__(self, peft_model: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "_peft_model", peft_model)  # not a submodule: no second copy in state_dict
+
+    @property
+    def config(self) -> Any:
+        return self._peft_model.get_base_model().config
+
+    @property
+    def generation_config(self) -> Any:
+        return self._peft_model.get_base_model().generation_config
+
+    def get_base_model(self) -> nn.Module:
+        """The Hugging Face model under the adapters (its weights are this reference's)."""
+        return self._peft_model.get_base_model()
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:  # type: ignore[override]
+        """The base model's parameters (LoRA parameters excluded)."""
+        return (p for n, p in self._peft_model.named_parameters() if "lora_" not in n)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self._peft_model.disable_adapter():
+            return self._peft_model(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The base model's ``generate``, adapters disabled."""
+        with self._peft_model.disable_adapter():
+            return self._peft_model.generate(*args, **kwargs)
+
+
+@th.no_grad()
+def _merge_lora_adapters(peft_model: nn.Module) -> None:
+    """Add every LoRA adapter's update into its base weight, then zero its B matrix (A for embeddings), so the
+    model computes the same function and its adapters are at their initial value (zero update)."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in peft_model.modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        for name in list(module.active_adapters):
+            if getattr(module, "use_dora", {}).get(name, False):
+                raise TextEnvsError("update_reference() with DoRA adapters is not supported: use plain LoRA")
+            if name not in module.lora_A and name not in getattr(module, "lora_embedding_A", {}):
+                continue
+            module.merge(adapter_names=[name])
+            module.merged_adapters.remove(name)  # merged into the base; the adapter itself restarts from zero
+            if name in module.lora_B:
+                module.lora_B[name].weight.zero_()
+                if getattr(module.lora_B[name], "bias", None) is not None:
+                    module.lora_B[name].bias.zero_()
+            else:
+                module.lora_embedding_B[name].zero_()

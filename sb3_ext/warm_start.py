@@ -6,7 +6,8 @@
 
 The env provides ``num_examples``, ``example_text(i) -> (prompt_text, references)`` and
 ``encode_prompt(text) -> (ids, mask)`` (the same arrays as the observation); the target is the first
-reference tokenized by the env's tokenizer, ending with EOS and cut to the token budget ``T``.
+reference tokenized by the env's tokenizer without special tokens (no BOS), then EOS, cut to the token budget
+``T``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def supervised_examples(policy: Any, env: Any, max_examples: int | None = None) 
         if not references:
             continue
         ids, mask = call("encode_prompt", prompt_text)
-        target = list(tokenizer(references[0])["input_ids"])
+        # no special tokens: a Llama/Mistral-style tokenizer would start the target with its BOS, which the env's
+        # policy never writes (its generated ids hold the text's tokens, then EOS)
+        target = list(tokenizer(references[0], add_special_tokens=False)["input_ids"])
         if eos is not None and (not target or target[-1] != eos):
             target.append(eos)
         target = target[: policy.T]

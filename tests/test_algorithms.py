@@ -165,6 +165,7 @@ def test_lora_trains_adapters_only(summ_env):
     assert any(not th.equal(before[n], after[n]) for n in before if "lora_" in n)
 
 
+@pytest.mark.expensive  # up to 64k tokens of PPO with evaluations: 829 s on a loaded 2-core machine
 def test_ppo_solves_text_copy_within_a_seeded_budget():
     """The debugging task of the suite: PPO + LLMPolicy (a tiny T5 from scratch) reaches TextCopy-v0's
     registered threshold (greedy mean return >= 0.9 over 64 episodes) within 64k tokens, seed 0."""

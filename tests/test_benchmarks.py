@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -199,6 +200,7 @@ def test_profile_rollout_counts_operators_per_token(capsys):
     assert "rollout/generate" in out and "top operators by self CPU time" in out
 
 
+@pytest.mark.expensive  # two fresh interpreters and a stock TRPO update: 40 s alone, 90 s on a loaded 2-core machine
 def test_bench_trpo_quick_same_update(capsys):
     """Stock sb3-contrib TRPO and sb3_ext.TRPO make the same update from the same seed (their time and memory
     are the script's figures, benchmarks/RESULTS.md section 7: at this size peak RSS may not grow at all)."""
@@ -206,8 +208,21 @@ def test_bench_trpo_quick_same_update(capsys):
     out = capsys.readouterr().out
     stock, ours = res["stock"], res["sb3_ext"]
     assert stock["tensors"] == ours["tensors"] > 20
-    moved = abs(stock["params"] - stock["start"]).max()
-    assert moved > 1e-4  # the update did something...
-    assert abs(stock["params"] - ours["params"]).max() < 1e-3 * moved  # ...and the same thing in both
+    step = (stock["params"] - stock["start"]).astype(np.float64)
+    assert abs(step).max() > 1e-4  # the update did something...
+    # ...and the same thing in both, up to float32 rounding. The two compute the same sums in another order (and
+    # MKL's float32 reductions also vary with memory alignment, i.e. from run to run on a loaded machine), so:
+    # * the gradient and each conjugate-gradient Hessian-vector product differ by about sqrt(m) * eps32 relative,
+    #   m the longest reduction in them (d_ff = 512 of the shipped T5);
+    # * the CG solve of (F + damping I) x = g amplifies a relative perturbation by at most the condition number
+    #   kappa = lambda_max / damping: the damped Fisher's largest eigenvalue is 204 at this size (power iteration
+    #   on TRPO's own hessian_vector_product, seed 0; its smallest is >= damping = 0.1), so kappa <= 2.04e3;
+    # * storing start + step in float32 rounds each weight again: at most one ulp of each weight apart.
+    # A real difference (a missing or rescaled gradient) moves the step by O(1) of its size, far above this.
+    # (The former check, 1e-3 of the largest step, was one run's margin: a loaded machine measured 2.1e-3.)
+    eps32, m, kappa = float(np.finfo(np.float32).eps), 512, 204 / 0.1
+    rounding = kappa * np.sqrt(m) * eps32 * np.linalg.norm(step)  # ~5.5e-3 of the step
+    storage = np.linalg.norm(np.spacing(np.abs(stock["params"])).astype(np.float64))
+    assert np.linalg.norm(stock["params"].astype(np.float64) - ours["params"]) <= rounding + storage
     assert _finite_positive(stock["update_s"]) and _finite_positive(ours["update_s"])
     assert "stock / sb3_ext" in out

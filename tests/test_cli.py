@@ -57,7 +57,7 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert (out / "hf" / "config.json").exists()
     result = json.loads((out / "results.json").read_text())
     assert result["tokens"] >= 128 and "kl" in result["after"]
-    proc = run_cli("eval", str(out), "--eval-examples", "8")
+    proc = run_cli("eval", str(out), "--examples", "8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| reward |" in proc.stdout
 

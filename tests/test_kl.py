@@ -13,7 +13,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from test_policy import make_model
 from test_policy_fakes import FakeCopyEnv
 
-from sb3_ext import AdaptiveKLController, EpisodeRolloutBuffer, FixedKLController, LLMPolicy, kl_estimate
+from sb3_ext import AdaptiveKLController, EpisodeBatch, EpisodeRolloutBuffer, FixedKLController, LLMPolicy, kl_estimate
+from sb3_ext.kl import DEFAULT_INIT_KL_COEF, make_kl_controller
 
 th.set_num_threads(1)
 
@@ -43,8 +44,23 @@ def test_adaptive_controller_formula():
     assert c.update(6.6, 10) == pytest.approx(v * (1 + 0.1 * 10 / 10_000))
     f = FixedKLController(0.3)
     assert f.update(100.0, 10) == 0.3
-    with pytest.raises(ValueError, match="expected init_kl_coef >= 0, target > 0"):
+    with pytest.raises(ValueError, match="expected init_kl_coef > 0, target > 0"):
         AdaptiveKLController(0.1, target=0.0, horizon=10)
+    with pytest.raises(ValueError, match="starting at 0 it would stay 0"):
+        AdaptiveKLController(0.0, target=1.0, horizon=10)
+
+
+def test_kl_target_with_the_default_kl_coef_moves_beta():
+    # kl_coef defaults to 0: a multiplicative update of 0 stays 0, so the target would never be enforced
+    c = make_kl_controller(0.0, kl_target=1.0, kl_horizon=10)
+    assert c.value == DEFAULT_INIT_KL_COEF > 0
+    assert c.update(5.0, 10) > DEFAULT_INIT_KL_COEF  # KL above target: beta grows
+    env = FakeCopyEnv()
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3,
+                       model=make_model("t5", env.V), kl_target=2.0)
+    assert policy.kl_enabled and policy.kl_controller.value == DEFAULT_INIT_KL_COEF
+    with pytest.raises(ValueError, match="expected kl_coef >= 0"):
+        make_kl_controller(-0.1, kl_target=1.0)
 
 
 class RecordRewards(BaseCallback):
@@ -116,3 +132,73 @@ def test_reference_survives_training_and_is_frozen():
     ref_after = model.policy.reference_model.state_dict()
     assert all(th.equal(ref_before[k], ref_after[k]) for k in ref_before)
     assert any(not th.equal(ref_before[k], v) for k, v in model.policy.model.state_dict().items())
+
+
+def test_per_episode_kl_counts_the_tokens_of_the_previous_rollout():
+    # n_steps=10 with episodes of up to 5 tokens: the rollout boundary cuts episodes, whose first tokens were
+    # generated (and penalised) in the previous rollout; rollout/kl and the controller see the whole episode
+    model, _ = _rollout(dict(kl_coef=0.2, kl_target=1.0, kl_horizon=100), perturb=0.3)
+    buf, policy = model.rollout_buffer, model.policy
+    finished = buf.segment_finished(model._last_episode_starts)
+    assert finished.any()
+    carried = [s for s in np.flatnonzero(finished) if buf.seg_t0[s] > 0]
+    assert carried, "expected an episode begun in the previous rollout and finished in this one"
+    # each finished episode's KL from scratch: teacher-forced over all its tokens (no update between the rollouts,
+    # so the policy that sampled them is the current one)
+    segs = np.flatnonzero(finished)
+    seqs = [buf._segment_tokens(s) for s in segs]
+    tokens = np.zeros((len(segs), max(len(q) for q in seqs)), dtype=np.int64)
+    for i, q in enumerate(seqs):
+        tokens[i, : len(q)] = q
+    batch = EpisodeBatch(
+        prompt_ids=th.as_tensor(np.stack([buf.seg_prompt_ids[s] for s in segs])),
+        prompt_mask=th.as_tensor(np.stack([buf.seg_prompt_mask[s] for s in segs])),
+        tokens=th.as_tensor(tokens),
+        out_episode=th.as_tensor(np.concatenate([np.full(len(q), i) for i, q in enumerate(seqs)])),
+        out_pos=th.as_tensor(np.concatenate([np.arange(len(q)) for q in seqs])),
+    )
+    actions = batch.tokens[batch.out_episode, batch.out_pos]
+    with th.no_grad():
+        _, log_prob, _ = policy.evaluate_actions(batch, actions)
+    token_kl = (log_prob - policy.reference_log_probs(batch, actions)).numpy()
+    per_episode = np.bincount(batch.out_episode.numpy(), weights=token_kl, minlength=len(segs))
+    # float32 log-probs of a few tokens per episode: 1e-4 is ~100x their rounding
+    assert buf.kl_stats["kl"] == pytest.approx(per_episode.mean(), abs=1e-4)
+    assert model.logger.name_to_value["rollout/kl"] == pytest.approx(per_episode.mean(), abs=1e-4)
+
+
+def test_evaluation_kl_column_uses_the_generated_ids():
+    """The eval table's ``kl`` is the KL along the tokens the policy wrote, not along its decoded text
+    re-tokenized (which can split words differently and, at the budget, gains an EOS never written)."""
+    import gymnasium as gym
+
+    import text_envs  # noqa: F401
+    from text_envs.evaluation import evaluate
+    from text_envs_app.experiment import TrainConfig, sequence_kl
+
+    cfg = TrainConfig(env="TextSummarization-v0", eval_split="validation", max_new_tokens=6, eval_examples=4)
+    env = gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs())
+    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 0.0, tokenizer=env.unwrapped.tokenizer)
+    reference = copy.deepcopy(policy.model)
+    th.manual_seed(0)
+    with th.no_grad():
+        for p in reference.parameters():
+            p.add_(0.05 * th.randn_like(p))
+    th.manual_seed(1)
+    result = evaluate(cfg.env, policy, split=cfg.eval_split, n_examples=4, deterministic=False, batch_size=4,
+                      env_kwargs=cfg.env_kwargs(), metrics=["bleu"])
+    gens = result.generations
+    base = env.unwrapped
+    retokenized = [base.tokenizer(g["prediction"], add_special_tokens=False)["input_ids"] + [base.eos_token_id]
+                   for g in gens]
+    assert any(r != g["generated_ids"] for r, g in zip(retokenized, gens))  # so this test could fail
+    expected = []
+    with th.no_grad():
+        for g in gens:
+            ids, mask = base.encode_prompt(g["prompt"])
+            args = (th.as_tensor(ids[None]), th.as_tensor(mask[None]), th.as_tensor([g["generated_ids"]]))
+            logp = policy.backend.forward_sequences(*args)[0].float().log_softmax(-1)
+            logq = policy.backend.__class__(reference, policy.V).forward_sequences(*args)[0].float().log_softmax(-1)
+            expected.append(float((logp.exp() * (logp - logq)).sum()))
+    # float32 sums over a few tokens of a 2.3M-parameter model: 1e-4 is far above their rounding
+    assert sequence_kl(policy, reference, cfg, gens) == pytest.approx(np.mean(expected), abs=1e-4)

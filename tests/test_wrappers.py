@@ -160,3 +160,76 @@ def test_train_config_baseline_choices():
         TrainConfig(baseline="mean").validate()
     with pytest.raises(TextEnvsError, match="batch_size"):
         SelfCriticalReward(gym.make("TextSummarization-v0"), batch_size=0)
+
+
+def _argmax_decode(lm, prompt: list[int], eos: int, max_new_tokens: int) -> list[int]:
+    """Greedy decoding by hand: the argmax of a plain forward at each step, until EOS or the budget."""
+    import torch as th
+
+    ids = th.as_tensor([prompt])
+    out: list[int] = []
+    with th.no_grad():
+        for _ in range(max_new_tokens):
+            if lm.config.is_encoder_decoder:
+                dec = th.as_tensor([[lm.config.decoder_start_token_id, *out]])
+                logits = lm(input_ids=ids, decoder_input_ids=dec).logits[0, -1]
+            else:
+                logits = lm(input_ids=th.cat([ids, th.as_tensor([out], dtype=th.long)], 1)).logits[0, -1]
+            out.append(int(logits.argmax()))
+            if out[-1] == eos:
+                break
+    return out
+
+
+@pytest.mark.parametrize("kind", ["t5", "gpt2"])
+def test_greedy_baseline_ignores_the_checkpoint_generation_settings(kind):
+    """A hub checkpoint's generation_config (beams, minimum length, repetition penalties) must not change the
+    baseline: it is the greedy text, as the policy writes it acting greedily."""
+    from test_policy import make_model
+    from test_policy_fakes import EOS, PAD
+
+    from sb3_ext import greedy_baseline
+
+    lm = make_model(kind, 12, seed=1).eval()
+    lm.generation_config.update(num_beams=3, min_length=8, min_new_tokens=5, repetition_penalty=5.0,
+                                no_repeat_ngram_size=1)
+    prompts = [[3, 4, 5, EOS], [6, 7, 8, 9, EOS]]
+    expected = [_argmax_decode(lm, p, EOS, 6) for p in prompts]
+    fn = greedy_baseline(lm, EOS, PAD, 6)
+
+    def cut(ids):
+        return ids[: ids.index(EOS) + 1] if EOS in ids else ids
+
+    got = [cut(fn([p])[0]) for p in prompts]
+    assert got == expected
+    assert lm.generation_config.num_beams == 3  # the model's own settings are left as they were
+    # the settings do change generate()'s text here, so the check above could fail
+    import torch as th
+
+    plain = lm.generate(input_ids=th.as_tensor([prompts[0]]), max_new_tokens=6, pad_token_id=PAD)
+    plain = plain[0, 1:] if kind == "t5" else plain[0, len(prompts[0]):]
+    assert cut(plain.tolist()) != expected[0]
+
+
+def test_setting_baseline_fn_again_drops_the_cached_baselines():
+    """A new baseline function (e.g. greedy_baseline over the warm-started model) decides every later baseline:
+    neither the pool's decodings nor the wrappers' scores of the old one are reused."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    pool = BaselinePool(lambda prompts: [[5, 6]] * len(prompts), batch_size=4)
+    venv = DummyVecEnv([lambda: SelfCriticalReward(gym.make("TextSummarization-v0", split="validation"),
+                                                   pool=pool) for _ in range(2)])
+    wrappers = venv.envs
+    for env in wrappers:
+        env.reset(options={"example_index": 1})
+        _, info = _write(env, [5])
+        assert info["baseline_text"] == env.unwrapped.decode([5, 6])
+    assert pool._decoded and all(env._scored for env in wrappers)
+    venv.set_attr("baseline_fn", lambda prompts: [[7, 8, 9]] * len(prompts))  # as after a warm start
+    assert not pool._decoded
+    for env in wrappers:  # the same example again: the new function's text, on every env sharing the pool
+        env.reset(options={"example_index": 1})
+        _, info = _write(env, [5])
+        assert info["baseline_text"] == env.unwrapped.decode([7, 8, 9])
+    with pytest.raises(TextEnvsError, match="expected baseline_fn to be a function"):
+        pool.baseline_fn = "greedy"

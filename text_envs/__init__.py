@@ -22,6 +22,16 @@ ENV_IDS: dict[str, str] = {
     "DialogueGeneration-v0": "text_envs.tasks.dialogue:DialogueGenerationEnv",
     "MachineTranslation-v0": "text_envs.tasks.translation:MachineTranslationEnv",
     "TextCopy-v0": "text_envs.tasks.copy:TextCopyEnv",
+    "TextContinuation-v0": "text_envs.tasks.continuation:TextContinuationEnv",
+}
+
+#: The natively vectorized env of each id (``gym.make_vec(id, num_envs=N)``: N episodes stepped as arrays).
+VECTOR_ENTRY_POINTS: dict[str, str] = {
+    "TextSummarization-v0": "text_envs.vector:TextSummarizationVectorEnv",
+    "DialogueGeneration-v0": "text_envs.vector:DialogueGenerationVectorEnv",
+    "MachineTranslation-v0": "text_envs.vector:MachineTranslationVectorEnv",
+    "TextCopy-v0": "text_envs.vector:TextCopyVectorEnv",
+    "TextContinuation-v0": "text_envs.vector:TextContinuationVectorEnv",
 }
 
 for _env_id, _entry_point in ENV_IDS.items():
@@ -29,6 +39,7 @@ for _env_id, _entry_point in ENV_IDS.items():
         register(
             id=_env_id,
             entry_point=_entry_point,
+            vector_entry_point=VECTOR_ENTRY_POINTS.get(_env_id),
             # One episode is one text: its own token budget ends it (terminated), so no TimeLimit here.
             reward_threshold=0.9 if _env_id == "TextCopy-v0" else None,
         )
@@ -46,7 +57,7 @@ _LAZY = {
     "load_tokenizer": "text_envs.tokenization",
 }
 
-__all__ = ["ENV_IDS", "__version__", *_LAZY]
+__all__ = ["ENV_IDS", "VECTOR_ENTRY_POINTS", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,26 @@ __all__ = ["TextGenerationEnv"]
 _PROMPT_CACHE_SIZE = 4096  # tokenized prompts kept per env (a few MB at most)
 
 
+def _token_id(action: Any) -> int:
+    """The token id of an action: an int, a NumPy integer, or a one-element array of integers (or of an integral
+    float such as 3.0); anything else (3.5, nan, True, "3", two ids) is refused with a clear error."""
+    if isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
+        return int(action)  # the common case, kept fast
+    bad = TextEnvsError(f"Expected an action that is one token id (an int), got {action!r}.")
+    if isinstance(action, (bool, np.bool_, str, bytes)):
+        raise bad
+    try:
+        arr = np.asarray(action)
+    except Exception:  # noqa: BLE001 - any object numpy cannot read is not a token id
+        raise bad from None
+    if arr.size != 1 or arr.dtype.kind not in "iuf":
+        raise bad
+    value = arr.reshape(()).item()
+    if arr.dtype.kind == "f" and not (np.isfinite(value) and float(value).is_integer()):
+        raise bad
+    return int(value)
+
+
 class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
     """Generate a text token by token for a prompt drawn from a data source; score it when it ends.
 
@@ -267,10 +287,7 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
                 "step() called before reset() or after the episode ended: call env.reset() first "
                 "(vector envs and SB3 reset automatically)."
             )
-        try:
-            token = int(action)
-        except (TypeError, ValueError):
-            raise TextEnvsError(f"Expected an action that is one token id (an int), got {action!r}.") from None
+        token = _token_id(action)
         if not 0 <= token < self.vocab_size:
             raise TextEnvsError(f"Action {token} is outside the vocabulary: expected 0 <= action < {self.vocab_size}.")
 
@@ -302,7 +319,14 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
 
     def _score(self, text: str) -> dict[str, float]:
         example = self.example
-        values = self.reward.compute([text], [list(example.references)], [example.prompt])
+        try:
+            values = self.reward.compute([text], [list(example.references)], [example.prompt])
+        except Exception as e:  # a user's reward failing deep in a run: say which example it failed on
+            what = str(e) if isinstance(e, TextEnvsError) else f"it raised {type(e).__name__}: {e}"
+            raise TextEnvsError(
+                f"The reward {self.reward.name!r} failed on example {self._example_index} of the data (prompt "
+                f"{example.prompt[:80]!r}, generated {text[:80]!r}): {what}"
+            ) from e
         out = {}
         for name, vals in values.items():
             v = float(vals[0])

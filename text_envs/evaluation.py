@@ -40,7 +40,9 @@ class EvaluationResult:
         table: ``{metric: value}``: corpus metrics, ``reward`` (mean) and ``gen_len`` (mean generated tokens).
         signatures: ``{metric: signature}``: tokenizer and settings each metric used (sacrebleu signatures).
         generations: one dict per example: ``example_index``, ``prompt``, ``prediction``, ``references``,
-            ``reward`` (and ``finish_reason`` with a policy).
+            ``reward``, ``metrics`` (the env's scores of the episode with a policy; with ``per_example_metrics``
+            also each metric's sentence score) (and ``finish_reason`` and ``generated_ids``, the token ids the
+            policy wrote, with a policy).
         split: the split evaluated (``None`` when unknown).
         seconds: wall time of generation + scoring.
     """
@@ -157,7 +159,8 @@ def _count_tokens(tokenizer: Any, text: str) -> int:
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
-def _run_generate_fn(base: Any, generate_fn: Callable, n: int, batch_size: int) -> list[dict[str, Any]]:
+def _run_generate_fn(base: Any, generate_fn: Callable, n: int, batch_size: int,
+                     on_done: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     gens: list[dict[str, Any]] = []
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
@@ -165,7 +168,10 @@ def _run_generate_fn(base: Any, generate_fn: Callable, n: int, batch_size: int) 
         prompts = [p for p, _ in texts]
         preds = _check_generations(generate_fn(prompts), len(idx))
         for i, (p, refs), pred in zip(idx, texts, preds):
-            gens.append({"example_index": i, "prompt": p, "prediction": pred, "references": list(refs)})
+            gens.append({"example_index": i, "prompt": p, "prediction": pred, "references": list(refs),
+                         "metrics": {}})
+        if on_done is not None:
+            on_done(len(idx))
     reward = getattr(base, "reward", None)
     if reward is not None and gens:
         values = reward([g["prediction"] for g in gens], [g["references"] for g in gens], [g["prompt"] for g in gens])
@@ -177,9 +183,10 @@ def _run_generate_fn(base: Any, generate_fn: Callable, n: int, batch_size: int) 
     return gens
 
 
-def _run_policy(envs: list[Any], policy: Any, n: int, deterministic: bool, seed: int) -> list[dict[str, Any]]:
+def _run_policy(envs: list[Any], policy: Any, n: int, deterministic: bool, seed: int,
+                on_done: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Drive ``len(envs)`` envs in lock step, one batched ``policy.predict`` per step, until ``n`` episodes
-    (examples ``0..n-1``, each exactly once) are done."""
+    (examples ``0..n-1``, each exactly once) are done; ``on_done(k)`` is called as ``k`` more finish."""
     gens: list[dict[str, Any] | None] = [None] * n
     state: dict[int, dict[str, Any]] = {}  # slot -> {"index", "obs", "ret", "steps"}
     next_index = 0
@@ -192,7 +199,7 @@ def _run_policy(envs: list[Any], policy: Any, n: int, deterministic: bool, seed:
             kwargs["seed"] = seed + slot
             seeded.add(slot)
         obs, _ = envs[slot].reset(**kwargs)
-        state[slot] = {"index": next_index, "obs": obs, "ret": 0.0, "steps": 0}
+        state[slot] = {"index": next_index, "obs": obs, "ret": 0.0, "steps": 0, "ids": []}
         next_index += 1
 
     for slot in range(min(len(envs), n)):
@@ -207,6 +214,7 @@ def _run_policy(envs: list[Any], policy: Any, n: int, deterministic: bool, seed:
             st = state[s]
             obs, r, terminated, truncated, info = envs[s].step(int(a))
             st["obs"], st["ret"], st["steps"] = obs, st["ret"] + float(r), st["steps"] + 1
+            st["ids"].append(int(a))
             if terminated or truncated:
                 if "generated_text" not in info:
                     raise EvaluationError(
@@ -221,7 +229,11 @@ def _run_policy(envs: list[Any], policy: Any, n: int, deterministic: bool, seed:
                     "reward": st["ret"],
                     "gen_len": st["steps"] - (info.get("finish_reason") == "eos"),  # tokens, EOS not counted
                     "finish_reason": info.get("finish_reason"),
+                    "metrics": dict(info.get("metrics") or {}),
+                    "generated_ids": st["ids"],  # the actions taken, EOS included when written
                 }
+                if on_done is not None:
+                    on_done(1)
                 del state[s]
                 if next_index < n:
                     start(s)
@@ -241,6 +253,8 @@ def evaluate(
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
     language: str | None = None,
+    progress: bool | Callable[[int], None] = False,
+    per_example_metrics: bool = False,
 ) -> EvaluationResult:
     """Generate for the first ``n_examples`` examples of a split and report corpus metrics.
 
@@ -257,6 +271,10 @@ def evaluate(
     :param seed: seeds the envs (and torch when sampling).
     :param env_kwargs: extra ``gym.make`` arguments for an env id.
     :param language: target language for the metric tokenizers; default the env's ``target_lang`` (if any).
+    :param progress: ``True`` draws a tqdm bar of finished texts on stderr; a callable is called with the number
+        of texts that just finished (policy) or were generated (generate_fn).
+    :param per_example_metrics: also score every generation on its own with each of ``metrics`` (sentence
+        scores) into ``generation["metrics"]``, beside the env's own metrics of the episode.
     :returns: an :class:`EvaluationResult` (``.table``, ``.signatures``, ``.generations``, ``.to_markdown()``).
     """
     if (policy is None) == (generate_fn is None):
@@ -289,14 +307,26 @@ def evaluate(
             envs_used = envs
         if language is None:
             language = getattr(base, "target_lang", None) or getattr(base, "language", None)
+        bar = None
+        if progress is True:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, unit=" texts", smoothing=0, dynamic_ncols=True, mininterval=0.5,
+                       bar_format="evaluating {percentage:3.0f}%|{bar}| {n:,}/{total:,} texts "
+                                  "[{elapsed}<{remaining}, {rate_noinv_fmt}]")
+            on_done: Callable[[int], None] | None = bar.update
+        else:
+            on_done = progress or None
         if policy is not None:
             if not deterministic and "torch" in sys.modules:
                 sys.modules["torch"].manual_seed(seed)
-            gens = _run_policy(envs_used, policy, n, deterministic, seed)
+            gens = _run_policy(envs_used, policy, n, deterministic, seed, on_done)
         else:
-            gens = _run_generate_fn(base, generate_fn, n, batch_size)
+            gens = _run_generate_fn(base, generate_fn, n, batch_size, on_done)
         env_split = getattr(base, "split", None)
     finally:
+        if bar is not None:
+            bar.close()
         if owned:
             for e in envs:
                 e.close()
@@ -305,6 +335,11 @@ def evaluate(
     refs = [g["references"] for g in gens]
     prompts = [g["prompt"] for g in gens]
     table, signatures = corpus_metrics(preds, refs, metrics, prompts, language)
+    if per_example_metrics and gens:
+        for spec in metrics:
+            reward = make_reward(spec, language=language)
+            for g, value in zip(gens, reward(preds, refs, prompts)):
+                g.setdefault("metrics", {})[reward.name] = float(value)
     rewards = [g["reward"] for g in gens if g.get("reward") is not None]
     if rewards:
         table["reward"] = float(np.mean(rewards))

@@ -50,6 +50,8 @@ class BaselinePool:
 
     :param baseline_fn: see :data:`BaselineFn`; may be set later (``pool.baseline_fn = fn``, or through any
         member wrapper's ``baseline_fn``, which is what SB3's ``VecEnv.set_attr("baseline_fn", fn)`` does).
+        Setting a function (again) drops every cached decoding, here and in the member wrappers' scores: the
+        new function (or the same one over a model that changed) decides the baselines from then on.
     :param batch_size: the most prompts per ``baseline_fn`` call.
     :param cache_size: decodings kept (prompts drawn again reuse theirs).
     """
@@ -57,11 +59,26 @@ class BaselinePool:
     def __init__(self, baseline_fn: BaselineFn | None = None, batch_size: int = 64, cache_size: int = 100_000) -> None:
         if batch_size < 1 or cache_size < batch_size:
             raise TextEnvsError(f"expected 1 <= batch_size <= cache_size, got {batch_size} and {cache_size}")
-        self.baseline_fn = baseline_fn
         self.batch_size, self.cache_size = int(batch_size), int(cache_size)
         self.calls = 0  # baseline_fn calls made, for profiles
+        self.generation = 0  # bumped when baseline_fn is set: the wrappers drop their scores of older decodings
         self._members: list[weakref.ref[SelfCriticalReward]] = []
         self._decoded: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.baseline_fn = baseline_fn
+
+    @property
+    def baseline_fn(self) -> BaselineFn | None:
+        """See :data:`BaselineFn`; setting it drops the cached decodings (and the wrappers' scores of them)."""
+        return self._baseline_fn
+
+    @baseline_fn.setter
+    def baseline_fn(self, fn: BaselineFn | None) -> None:
+        if fn is not None and not callable(fn):
+            raise TextEnvsError(f"expected baseline_fn to be a function prompts -> ids (or None), got {type(fn).__name__}")
+        self._baseline_fn = fn
+        if fn is not None:  # None only unsets it: a later function starts from an empty cache anyway
+            self._decoded.clear()
+            self.generation += 1
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy (a SubprocVecEnv worker's) serves the envs of its own process: members are weak references,
@@ -107,6 +124,8 @@ class BaselinePool:
 
     def _pending(self, requester: SelfCriticalReward) -> Iterator[np.ndarray]:
         members = [requester] + [m for m in (ref() for ref in self._members) if m is not None and m is not requester]
+        for member in members:
+            member._drop_stale_scores()
         for member in members:  # the texts being written now are needed first (none before a first reset)
             if member.current_index() >= 0 and member.current_index() not in member._scored:
                 yield member.prompt(member.current_index())
@@ -156,6 +175,7 @@ class SelfCriticalReward(gym.Wrapper):
         self.pool.join(self)
         self.cache_size = int(cache_size)
         self._scored: OrderedDict[int, tuple[str, float]] = OrderedDict()
+        self._scored_generation = self.pool.generation  # the pool's baseline_fn these scores come from
 
     @property
     def baseline_fn(self) -> BaselineFn | None:
@@ -185,6 +205,7 @@ class SelfCriticalReward(gym.Wrapper):
         return ids[mask == 1]
 
     def _baseline(self) -> tuple[str, float]:
+        self._drop_stale_scores()
         index = self.current_index()
         if index not in self._scored:
             ids = self.pool.decoded(self.prompt(index))
@@ -202,6 +223,12 @@ class SelfCriticalReward(gym.Wrapper):
             self._score(ready)
         self._scored.move_to_end(index)
         return self._scored[index]
+
+    def _drop_stale_scores(self) -> None:
+        """Forget the scores of an earlier ``baseline_fn`` (the pool's was set again since)."""
+        if self._scored_generation != self.pool.generation:
+            self._scored.clear()
+            self._scored_generation = self.pool.generation
 
     def _score(self, decoded: dict[int, np.ndarray]) -> None:
         """Baseline texts and rewards of examples (index -> the pool's ids; the current example first)."""

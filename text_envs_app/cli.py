@@ -1,7 +1,7 @@
 """The ``text-envs`` command line.
 
     text-envs train [--env ID] [--algo ppo|a2c|trpo|nlpo] [--steps N] [--out DIR] ...   train, evaluate, save
-    text-envs eval [MODEL] [--env ID] [--split test]                                     metric table of a model
+    text-envs eval [MODEL] [--dataset FILE --prompt-field F] [--out DIR]                 a saved model's metrics
     text-envs bench [--preset small]                                                    algorithms side by side
     text-envs demo [--env ID ...] [--seed N]                                            one episode of each env
 
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 import typing
+import warnings
 from collections.abc import Sequence
 
 import text_envs
@@ -63,17 +66,52 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
-    """One flag per TrainConfig field, help text from the field's docstring (CleanRL-style)."""
+def _json_object(text: str) -> dict:
+    """argparse type of --env-kwargs: a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at column {exc.colno}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"max_prompt_tokens\": 128}}', got {text!r}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """argparse type of --env-kwarg: KEY=VALUE, VALUE parsed as JSON when it is JSON (128, true, [1, 2],
+    "x"), else kept as a string (translation.en)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. max_prompt_tokens=128), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None,
+                      helps: dict[str, str] | None = None) -> None:
+    """One flag per TrainConfig field, help text from the field's docstring (CleanRL-style); ``only`` picks
+    fields (in that order), ``helps`` replaces help texts."""
     from text_envs_app.experiment import TrainConfig, field_docs
 
-    docs = field_docs()
+    docs = {**field_docs(), **(helps or {})}
     hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if only is not None and f.name not in only:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for name in only if only is not None else list(fields):
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = docs.get(f.name, "") if f.name in (helps or {}) else f"{docs.get(f.name, '')} (default: {default})"
+        help_text = help_text.replace("%", "%%")  # argparse %-formats help texts ("the first 10%")
+        if f.name == "gym_kwargs":
+            parser.add_argument("--env-kwargs", dest="gym_kwargs", type=_json_object, default=argparse.SUPPRESS,
+                                metavar="JSON", help=docs["gym_kwargs"].replace("%", "%%"))
+            parser.add_argument("--env-kwarg", dest="env_kwarg", type=_key_value, action="append", default=[],
+                                metavar="KEY=VALUE", help="one gym.make keyword (repeatable); VALUE is read as JSON "
+                                "when it is JSON (128, true, \"x\"), else as text")
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{docs.get(f.name, '')} (default: {f.default})"
         if hints[f.name] is bool:
             parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
             continue
@@ -82,13 +120,26 @@ def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | Non
         parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
 
 
-def _config(args: argparse.Namespace):
+def _config_values(args: argparse.Namespace, base: dict | None = None) -> dict:
+    """TrainConfig values: ``base`` (a run's), then the --config file, then the flags given; --env-kwarg pairs
+    go on top of --env-kwargs."""
     from text_envs_app.experiment import TrainConfig, load_config_file
 
-    values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
-    return TrainConfig(**values)
+    pairs = getattr(args, "env_kwarg", None) or []
+    if pairs:
+        values["gym_kwargs"] = {**(values.get("gym_kwargs") or {}), **dict(pairs)}
+    return values
+
+
+def _config(args: argparse.Namespace):
+    from text_envs_app.experiment import TrainConfig
+
+    return TrainConfig(**_config_values(args))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -98,10 +149,26 @@ def _train(args: argparse.Namespace) -> int:
     return 130 if result.get("interrupted") else 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from text_envs_app.experiment import evaluate_saved
+_DATA_CHOICE_KEYS = ("dataset", "train_file", "validation_file", "test_file", "split_seed")
 
-    evaluate_saved(args.model_path, _config(args))
+
+def _eval(args: argparse.Namespace) -> int:
+    from text_envs.data.sources import is_local_path
+    from text_envs_app.experiment import RUN_DATA_KEYS, TrainConfig, evaluate_saved, find_saved_model
+
+    found = find_saved_model(args.model_path)
+    run = {k: v for k, v in found["run"].items() if k in RUN_DATA_KEYS}
+    if found["run"].get("algo"):
+        run["algo"] = found["run"]["algo"]
+    given = vars(args)  # the namespace itself: a file popped here is not read again as --dataset below
+    if "dataset" in given:  # the user's own data replaces the run's: every row of a file is evaluated
+        run = {k: v for k, v in run.items() if k not in _DATA_CHOICE_KEYS}
+        if is_local_path(given["dataset"]):
+            f = given.pop("dataset")
+            run.update(train_file=f, validation_file=f, test_file=f)
+    values = _config_values(args, run)
+    out = values.pop("out", None)  # eval's own --out (results, not a training run)
+    evaluate_saved(args.model_path, TrainConfig(**values), out=out, overwrite=args.overwrite)
     return 0
 
 
@@ -111,6 +178,16 @@ def _bench(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     run_benchmark(args.preset, args.out, seeds=args.seeds, overwrite=args.overwrite, methods=methods)
     return 0
+
+
+EVAL_HELP = {
+    "env": "the registered env id (default: the run's, else TextSummarization-v0)",
+    "dataset": "the data to evaluate on: a local .jsonl/.json/.csv file (every row of it is evaluated) or a hub "
+               "name; default: the run's own evaluation split (the same seeded split of its file), else the "
+               "embedded data",
+    "eval_examples": "evaluate the first N examples of the split",
+    "device": "torch device: cpu, cuda, or auto",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,12 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="the metric table of a saved model on a split")
+    ev = sub.add_parser(
+        "eval", help="evaluate a saved model (or the shipped one) greedily, optionally on your own data file",
+        description="Evaluate a saved model greedily and print its metric table. Without options it evaluates a "
+                    "run on the run's own test split; --dataset FILE --prompt-field F [--reference-field R] "
+                    "evaluates it on every row of your file. --out DIR writes results.md, results.json and "
+                    "generations.jsonl (one line per text: prompt, generation, reference, every metric).")
     ev.add_argument("model_path", nargs="?", metavar="MODEL",
-                    help="an SB3 .zip or a `text-envs train` output folder; default: the shipped model")
-    ev.add_argument("--split", dest="eval_split", choices=("train", "validation", "test"), default=argparse.SUPPRESS)
-    _add_config_flags(ev, only=("env", "algo", "model", "dataset", "reward", "seed", "device", "max_new_tokens",
-                                "eval_examples"))
+                    help="a `text-envs train` output folder, an SB3 .zip, or a Hugging Face model folder (a run's "
+                         "hf/) or hub name; default: the shipped model")
+    _add_config_flags(ev, only=("env", "dataset", "prompt_field", "reference_field", "source_lang", "target_lang",
+                                "gym_kwargs", "reward", "max_new_tokens", "difficulty", "seed", "device"),
+                      helps=EVAL_HELP)
+    ev.add_argument("--split", dest="eval_split", choices=("train", "validation", "test"), default=argparse.SUPPRESS,
+                    help="the split to evaluate (default: test)")
+    ev.add_argument("--examples", dest="eval_examples", type=int, default=argparse.SUPPRESS, metavar="N",
+                    help="evaluate the first N examples of the split (default: 200)")
+    ev.add_argument("--out", default=None, metavar="DIR",
+                    help="write results.md, results.json and generations.jsonl to DIR (refused if it exists)")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     ev.set_defaults(func=_eval)
 
     bench = sub.add_parser("bench", help="run several algorithms on the same envs, seeds and token budget")
@@ -148,7 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep the command's output to its own lines: no transformers "Loading weights" / "Writing model shards"
+    bars, no hub download bars, no library deprecation warnings (their advice is for library authors)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    if "transformers" in sys.modules:  # imported before main() ran (in-process use): switch it off directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``text-envs`` command: returns the exit status (2 for bad input, with one clear line on stderr)."""
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -156,8 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except text_envs.errors.TextEnvsError as exc:  # bad input: one clear line, no traceback
-        print(f"text-envs: error: {exc}", file=sys.stderr)
+        print(f"text-envs: error: {exc}{_flag_hint(str(exc))}", file=sys.stderr)
         return 2
+
+
+_KWARG_FLAGS = {"prompt_field": "--prompt-field", "reference_field": "--reference-field",
+                "source_lang": "--source-lang", "target_lang": "--target-lang"}
+
+
+def _flag_hint(message: str) -> str:
+    """The library's errors name gym.make keywords (``prompt_field=...``); name the command's flags too."""
+    flags = [flag for name, flag in _KWARG_FLAGS.items() if f"{name}=" in message and flag not in message]
+    return f" (on the command line: {', '.join(flags)}; any other keyword: --env-kwarg KEY=VALUE)" if flags else ""
 
 
 if __name__ == "__main__":

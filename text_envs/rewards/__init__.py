@@ -7,17 +7,23 @@
 
 Registered names (``list_rewards()``):
 
-=======================  ==================================================================================
-``rouge-1/-2/-l/-lsum``  ROUGE F1 (rouge-score); options ``use_stemmer``, ``tokenizer`` ("unicode"/"char"/...)
-``bleu``                 sentence BLEU (sacrebleu, ``smooth_method="exp"``, ``tokenize`` or ``language``)
-``chrf`` / ``chrf++``    sentence chrF / chrF++ (sacrebleu)
-``ter``                  ``1 - min(TER, 1)`` (sacrebleu; ``form="negative"`` for ``-TER``)
-``meteor``               METEOR (exact + stem, + WordNet synonyms when the data is installed)
-``semantic``             cosine of sentence embeddings (``pip install text-envs[semantic]``); loads torch
-``learned``              a Hugging Face sequence classifier (``model=`` name/path/object); loads torch
-``length-penalty``       ``-|len - len(closest ref)| / len(ref)``, or vs ``max_length``/``min_length`` (<= 0)
-``repetition-penalty``   ``-`` fraction of repeated n-grams (<= 0)
-=======================  ==================================================================================
+========================  ==================================================================================
+``rouge-1/-2/-l/-lsum``   ROUGE F1 (rouge-score); options ``use_stemmer``, ``tokenizer`` ("unicode"/"char"/...)
+``bleu``                  sentence BLEU (sacrebleu, ``smooth_method="exp"``, ``tokenize`` or ``language``)
+``chrf`` / ``chrf++``     sentence chrF / chrF++ (sacrebleu)
+``ter``                   ``1 - min(TER, 1)`` (sacrebleu; ``form="negative"`` for ``-TER``)
+``meteor``                METEOR (exact + stem, + WordNet synonyms when the data is installed)
+``semantic``              cosine of sentence embeddings (``pip install text-envs[semantic]``); loads torch
+``learned``               a Hugging Face sequence classifier (``model=`` name/path/object); loads torch
+``length-penalty``        ``-|len - len(closest ref)| / len(ref)``, or vs ``max_length``/``min_length`` (<= 0)
+``repetition-penalty``    ``-`` fraction of repeated n-grams (<= 0)
+``sentiment``             VADER's positive sentiment of the prediction, ``(compound + 1) / 2`` in [0, 1]
+                          (``target="negative"`` for the opposite); no model
+``sentiment-classifier``  the shipped tiny sentiment classifier (``text_envs/assets/sentiment``; a ``learned``
+                          reward: the probability of ``"positive"``); loads torch
+``fact-precision``        share of the prediction's numbers and names that its prompt (the document) contains;
+                          ``no_facts`` (default 1.0) when it has none; no model
+========================  ==================================================================================
 
 Importing this package imports neither torch nor transformers; ``semantic`` and ``learned`` load them when built.
 """
@@ -37,8 +43,10 @@ from text_envs.rewards.base import (
     register_reward,
     validate_inputs,
 )
+from text_envs.rewards.facts import FactPrecisionReward, extract_facts, fact_precision
 from text_envs.rewards.lexical import BleuReward, ChrfReward, RougeReward, TerReward, reference_streams
 from text_envs.rewards.meteor import MeteorReward, meteor_score, wordnet_available
+from text_envs.rewards.sentiment import SENTIMENT_CLASSIFIER_DIR, SentimentReward
 from text_envs.rewards.shaping import (
     LengthPenalty,
     PrefixPotential,
@@ -76,6 +84,11 @@ __all__ = [
     "LearnedReward",
     "BatchedRewardWrapper",
     "MissingEOSPenalty",
+    "SentimentReward",
+    "SENTIMENT_CLASSIFIER_DIR",
+    "FactPrecisionReward",
+    "fact_precision",
+    "extract_facts",
 ]
 
 
@@ -104,6 +117,13 @@ def _learned(**options: Any) -> Reward:
     return LearnedReward(**options)
 
 
+def _sentiment_classifier(**options: Any) -> Reward:
+    from text_envs.rewards.learned import LearnedReward
+
+    options = {"label": "positive", "output": "prob", "name": "sentiment-classifier", **options}
+    return LearnedReward(model=options.pop("model", str(SENTIMENT_CLASSIFIER_DIR)), **options)
+
+
 for _v in ("rouge-1", "rouge-2", "rouge-l", "rouge-lsum"):
     register_reward(_v, _rouge(_v))
 register_reward("bleu", BleuReward)
@@ -115,6 +135,9 @@ register_reward("semantic", _semantic)
 register_reward("learned", _learned)
 register_reward("length-penalty", LengthPenalty)
 register_reward("repetition-penalty", RepetitionPenalty)
+register_reward("sentiment", SentimentReward)
+register_reward("sentiment-classifier", _sentiment_classifier)
+register_reward("fact-precision", FactPrecisionReward)
 
 _LAZY = {
     "SemanticSimilarityReward": "text_envs.rewards.semantic",

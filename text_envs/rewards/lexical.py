@@ -35,6 +35,7 @@ __all__ = [
     "make_word_tokenizer",
     "WordTokenizer",
     "CJK_LANGUAGES",
+    "split_cjk",
 ]
 
 CJK_LANGUAGES = frozenset({"zh", "ja", "ko", "zh-cn", "zh-tw", "yue"})
@@ -42,6 +43,11 @@ _CJK_CHARS = "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3040-\u30ff\u3100-\u312f\u
 _CJK_RE = re.compile(f"[{_CJK_CHARS}]")
 _WORD_RE = re.compile(r"[^\W_]+")
 _SENT_RE = re.compile(r"(?<=[.!?。！？])\s*")
+
+
+def split_cjk(text: str) -> str:
+    """Put spaces around every CJK character, so a whitespace tokenizer reads each as a word."""
+    return " ".join(_CJK_RE.sub(r" \g<0> ", text).split())
 
 
 def _base_lang(language: str | None) -> str | None:
@@ -275,8 +281,12 @@ class _SacreReward(Reward):
     """Shared plumbing of the sacrebleu rewards: a metric object built once, sentence and corpus scores."""
 
     _metric: Any
+    _pre: Callable[[str], str] | None = None  # applied to both texts before sacrebleu sees them
 
     def _sentence(self, prediction: str, refs: list[str]) -> float:
+        pre = self._pre
+        if pre is not None:
+            prediction, refs = pre(prediction), [pre(r) for r in refs]
         return self._metric.sentence_score(prediction, refs).score
 
     def _compute(self, predictions, references, prompts):
@@ -300,6 +310,9 @@ class _SacreReward(Reward):
         predictions, references, _ = validate_inputs(predictions, references)
         if not predictions:
             return 0.0
+        pre = self._pre
+        if pre is not None:
+            predictions, references = [pre(p) for p in predictions], [[pre(r) for r in refs] for refs in references]
         return min(self._metric.corpus_score(predictions, reference_streams(references)).score / 100.0, 1.0)
 
 
@@ -354,7 +367,12 @@ class BleuReward(_SacreReward):
 class ChrfReward(_SacreReward):
     """Sentence chrF (or chrF++ with ``word_order=2``) from sacrebleu on a 0..1 scale.
 
-    Character n-grams make it language independent (no word tokenizer, works for Chinese as is).
+    Character n-grams make it language independent: chrF drops whitespace before counting them, so Chinese
+    needs no word segmentation. chrF++'s *word* n-grams, however, split on whitespace, which makes an unspaced
+    Chinese sentence a single "word"; ``tokenize`` (chosen from ``language`` like BLEU's: ``zh`` for Chinese)
+    first runs a sacrebleu tokenizer over both texts, so Chinese words are characters. Tokenizing only inserts
+    spaces, so plain chrF (``word_order=0``, ``whitespace=False``) scores the same either way; the signature
+    says ``tok:<name>`` whenever a tokenizer ran.
 
     :param char_order: character n-gram order (6).
     :param word_order: word n-gram order (0 = chrF, 2 = chrF++).
@@ -362,6 +380,9 @@ class ChrfReward(_SacreReward):
     :param lowercase: case-insensitive matching.
     :param whitespace: include whitespace in character n-grams.
     :param eps_smoothing: the epsilon smoothing of chrF++.py / NLTK / Moses instead of sacrebleu's.
+    :param tokenize: a sacrebleu tokenizer name applied before scoring (``"zh"``, ``"13a"``...), or None: none
+        unless ``language`` asks for one (CJK targets).
+    :param language: target language ISO code, used when ``tokenize`` is None (``"zh"`` -> ``"zh"``).
     """
 
     def __init__(
@@ -372,12 +393,39 @@ class ChrfReward(_SacreReward):
         lowercase: bool = False,
         whitespace: bool = False,
         eps_smoothing: bool = False,
+        tokenize: str | None = None,
+        language: str | None = None,
     ) -> None:
         from sacrebleu.metrics import CHRF
 
         self.name = "chrf++" if word_order == 2 and char_order == 6 and beta == 2 else "chrf"
-        self._metric = CHRF(char_order=char_order, word_order=word_order, beta=beta, lowercase=lowercase,
-                            whitespace=whitespace, eps_smoothing=eps_smoothing)
+        self._args = dict(char_order=char_order, word_order=word_order, beta=beta, lowercase=lowercase,
+                          whitespace=whitespace, eps_smoothing=eps_smoothing)
+        self._explicit = tokenize is not None
+        self.language = language
+        if tokenize is None and _base_lang(language) in CJK_LANGUAGES:
+            tokenize = sacrebleu_tokenizer_for(language)
+        self.tokenize = tokenize
+        if tokenize not in (None, "none"):
+            from sacrebleu.metrics.bleu import _TOKENIZERS, _get_tokenizer
+
+            try:
+                self._pre = _get_tokenizer(tokenize)()
+            except Exception as exc:
+                raise RewardError(
+                    f"sacrebleu rejected tokenize={tokenize!r}: {exc}. Valid tokenizers: {', '.join(_TOKENIZERS)}."
+                ) from exc
+        self._metric = CHRF(**self._args)
+
+    @property
+    def signature(self) -> str:
+        sig = super().signature
+        return sig if self._pre is None else f"{sig}|tok:{self.tokenize}"
+
+    def for_language(self, language: str | None) -> Reward:
+        if self._explicit or language is None:
+            return self
+        return ChrfReward(**self._args, language=language)
 
 
 class TerReward(_SacreReward):
@@ -390,7 +438,8 @@ class TerReward(_SacreReward):
     :param form: ``"bounded"`` or ``"negative"``.
     :param normalized: sacrebleu's ``normalized`` (general Tercom normalisation).
     :param no_punct: remove punctuation.
-    :param asian_support: split CJK characters (set automatically by ``for_language("zh"|"ja"|"ko")``).
+    :param asian_support: split CJK characters into words (set automatically by ``for_language("zh"|"ja"|"ko")``;
+        sacrebleu itself does it only with ``normalized=True``, so without it this class splits them).
     :param case_sensitive: case-sensitive matching (TER is case-insensitive by default).
     """
 
@@ -411,6 +460,9 @@ class TerReward(_SacreReward):
         self._explicit = asian_support is not None
         self._args = dict(normalized=normalized, no_punct=no_punct, case_sensitive=case_sensitive)
         self._metric = TER(asian_support=bool(asian_support), **self._args)
+        if asian_support and not normalized:
+            # sacrebleu applies asian_support only inside its `normalized` step: split CJK characters here
+            self._pre = split_cjk
 
     def _transform(self, score: float) -> float:
         ter = score / 100.0

@@ -1,0 +1,544 @@
+"""Checkpoints of a training run: periodic, atomic, verified, and exact to resume from.
+
+A checkpoint is one file, ``<out>/checkpoints/tokens-<N>.ckpt`` (a zip archive), taken at a rollout boundary
+(after an update, before the next rollout), that holds:
+
+``model.zip``
+    SB3's save of the algorithm: weights, optimizer state, hyper-parameters. The frozen KL reference is left out
+    when the policy rebuilds it from the start model's path (``LLMPolicy(save_reference=False)``).
+``state.pkl``
+    what SB3's zip does not hold, so that N tokens + resume + N tokens gives the same weights as 2N straight:
+    the Python, NumPy and torch (and CUDA) random states; each env's state (its random generator, its data
+    sampling position ``_index_draws``, its in-progress episode, the ``Monitor`` counters, the
+    ``SelfCriticalReward`` baseline caches and the shared ``BaselinePool``'s decodings); the vector env's
+    buffers and pending seeds; the algorithm's step state (``_last_obs``: SB3 would reset the envs otherwise,
+    ``num_timesteps``, the episode-info window); the policy's KL coefficient and mask-sync counters; the rollout
+    buffer's state carried between rollouts (e.g. the KL of episodes still open). Rebuilt, not stored: the envs'
+    tokenized-prompt caches and the policy's decode caches (both are emptied at every update anyway, or are
+    pure caches of deterministic tokenization).
+``manifest.json``
+    the format version, the token count and the SHA-256 of each member.
+
+Each file is written to ``*.tmp``, flushed to disk and renamed over (``os.replace``), so a ``kill -9`` at any
+moment leaves the previous checkpoint whole; the last ``keep`` checkpoints are kept. A truncated or corrupt
+checkpoint is reported by name, renamed ``*.corrupt`` and the previous one is used.
+
+Interrupts: :func:`interrupt_guard` makes SIGTERM act as Ctrl-C. During a rollout an interrupt stops at once
+(the weights have not changed since the rollout began, so the state captured then is saved with them: the
+partial rollout is dropped, never half-counted); during an update it is deferred to the end of that update
+(a second Ctrl-C stops at once and keeps the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import errno
+import hashlib
+import io
+import json
+import os
+import pickle
+import random
+import re
+import signal
+import threading
+import time
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from text_envs.errors import TextEnvsError
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointStore",
+    "Checkpoint",
+    "CheckpointCallback",
+    "capture_state",
+    "restore_state",
+    "save_model_file",
+    "interrupt_guard",
+    "DEFAULT_CHECKPOINT_EVERY",
+]
+
+FORMAT = "text-envs-checkpoint/1"
+DEFAULT_CHECKPOINT_EVERY = 4096
+_NAME = re.compile(r"^tokens-(\d+)\.ckpt$")
+
+#: the algorithm's attributes that change while it steps; stored in ``state.pkl`` (from the rollout boundary),
+#: never in SB3's zip, whose copy could be from the middle of a rollout
+ALGO_STEP_KEYS = (
+    "num_timesteps",
+    "_episode_num",
+    "_n_updates",
+    "_last_obs",
+    "_last_episode_starts",
+    "_last_original_obs",
+    "ep_info_buffer",
+    "ep_success_buffer",
+    "_current_progress_remaining",
+    "_num_timesteps_at_start",
+)
+# caches rebuilt on demand (a few MB per env), and objects that are not state
+_SKIP_ATTRS = {"_prompt_cache", "env", "spec", "results_writer"}
+
+
+class CheckpointError(TextEnvsError):
+    """A checkpoint that cannot be written or read."""
+
+
+# ---------------------------------------------------------------------------------------------- state
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, np.generic, np.ndarray, np.random.Generator)
+
+
+def _is_plain(value: Any) -> bool:
+    """Data (numbers, strings, arrays, generators and containers of them), not objects such as tokenizers."""
+    if isinstance(value, _SCALARS):
+        return not (isinstance(value, np.ndarray) and value.dtype == object)
+    if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_plain(k) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _plain_attrs(obj: Any, skip: Callable[[str, Any], bool] | None = None) -> dict[str, Any]:
+    """Deep copies of an object's plain-data attributes (its state, whatever subclass added them)."""
+    out = {}
+    for name, value in vars(obj).items():
+        if name in _SKIP_ATTRS or (skip is not None and skip(name, value)) or not _is_plain(value):
+            continue
+        out[name] = copy.deepcopy(value)
+    return out
+
+
+#: attributes that lead from a vector env to the objects holding env state: VecEnv wrappers and TextVecEnv
+#: (``venv``), DummyVecEnv (``envs``), Gymnasium wrappers (``env``), the native vector env (``single_env``), the
+#: per-prompt baselines (``baseline``: TextVecEnv's VectorBaseline; ``pool``: SelfCriticalReward's BaselinePool)
+_LINKS = ("venv", "envs", "env", "single_env", "baseline", "pool")
+
+
+def _state_objects(root: Any) -> list[tuple[str, Any]]:
+    """(path, object) of every object reachable from ``root`` through :data:`_LINKS`, each once, in a fixed order."""
+    seen: set[int] = set()
+    out: list[tuple[str, Any]] = []
+
+    def visit(path: str, obj: Any) -> None:
+        if obj is None or _is_plain(obj) or id(obj) in seen or not hasattr(obj, "__dict__"):
+            return
+        seen.add(id(obj))
+        out.append((path, obj))
+        for link in _LINKS:
+            value = vars(obj).get(link)
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    visit(f"{path}.{link}[{i}]", item)
+            elif value is not None:
+                visit(f"{path}.{link}", value)
+
+    visit("", root)
+    return out
+
+
+def _in_subprocesses(venv: Any) -> bool:
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    return any(isinstance(obj, SubprocVecEnv) for _, obj in _state_objects(venv))
+
+
+def _env_states(venv: Any) -> dict[str, Any] | None:
+    """The plain-data state of every object of the vector env (None when its envs run in other processes)."""
+    if _in_subprocesses(venv):
+        return None
+    return {path: (type(obj).__name__, _plain_attrs(obj)) for path, obj in _state_objects(venv)}
+
+
+def _restore_env_states(venv: Any, saved: dict[str, Any]) -> None:
+    objects = dict(_state_objects(venv))
+    mine = {path: type(obj).__name__ for path, obj in objects.items()}
+    theirs = {path: name for path, (name, _) in saved.items()}
+    if mine != theirs:
+        raise CheckpointError(
+            "the checkpoint's envs are not built like these (a different --n-envs, --vec-env or baseline?): "
+            f"expected {sorted(theirs.items())[:6]}..., got {sorted(mine.items())[:6]}...; resume with the run's "
+            "own settings"
+        )
+    for path, (_, attrs) in saved.items():
+        obj = objects[path]
+        for name, value in attrs.items():
+            setattr(obj, name, value)
+        if "_example" in vars(obj):
+            obj._example = None  # the single env's current example: re-fetched from the source on first use
+
+
+def _buffer_state(buffer: Any) -> dict[str, Any]:
+    """The rollout buffer's state that outlives a rollout (per-step storage, (n_steps, n_envs, ...), is left out:
+    it is empty at a rollout boundary)."""
+    if buffer is None:
+        return {}
+    n, m = getattr(buffer, "buffer_size", -1), getattr(buffer, "n_envs", -1)
+
+    def per_step(name: str, value: Any) -> bool:
+        if name.startswith("seg_") or name in ("observations", "segment_of", "_open"):
+            return True
+        if isinstance(value, dict):
+            return any(per_step(name, v) for v in value.values())
+        return isinstance(value, np.ndarray) and value.shape[:2] == (n, m)
+
+    return _plain_attrs(buffer, skip=per_step)
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch as th
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": th.get_rng_state()}
+    if th.cuda.is_available() and th.cuda.is_initialized():
+        state["cuda"] = th.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any], log: Callable[[str], Any]) -> None:
+    import torch as th
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    th.set_rng_state(state["torch"])
+    if "cuda" in state:
+        if th.cuda.is_available() and th.cuda.device_count() == len(state["cuda"]):
+            th.cuda.set_rng_state_all(state["cuda"])
+        else:
+            log("note: the checkpoint's CUDA random state is for another set of GPUs; the resumed run is not exact")
+
+
+def capture_state(model: Any) -> dict[str, Any]:
+    """Everything a resumed run needs beyond SB3's zip (see the module docstring), as deep copies."""
+    import torch as th
+
+    policy = model.policy
+    controller = getattr(policy, "kl_controller", None)
+    return {
+        "format": FORMAT,
+        "num_timesteps": int(model.num_timesteps),
+        "algo": {k: copy.deepcopy(getattr(model, k)) for k in ALGO_STEP_KEYS if hasattr(model, k)},
+        "spaces": {k: copy.deepcopy(getattr(getattr(model, k), "_np_random", None))
+                   for k in ("action_space", "observation_space")},
+        "policy": {
+            "kl_coef": controller.value if controller is not None else None,
+            "updates_since_mask_sync": getattr(policy, "_updates_since_mask_sync", 0),
+            "mask_sync_due": getattr(policy, "_mask_sync_due", False),
+        },
+        "buffer": _buffer_state(getattr(model, "rollout_buffer", None)),
+        "envs": _env_states(model.env),
+        "rng": _rng_state(),
+        "torch_threads": th.get_num_threads(),
+        "device": str(model.device),
+    }
+
+
+def restore_state(model: Any, state: dict[str, Any], log: Callable[[str], Any] = print) -> None:
+    """Put a captured state back into a freshly loaded model and its (freshly built) env; the random states last.
+
+    Call it right before ``model.learn(..., reset_num_timesteps=False)``: nothing between may draw random numbers.
+    """
+    import torch as th
+
+    for key, value in state["algo"].items():
+        setattr(model, key, value)
+    for key, value in state["spaces"].items():
+        if value is not None:
+            getattr(model, key)._np_random = value
+    policy, saved = model.policy, state["policy"]
+    if saved["kl_coef"] is not None and getattr(policy, "kl_controller", None) is not None:
+        policy.kl_controller.value = saved["kl_coef"]
+    policy._updates_since_mask_sync = saved["updates_since_mask_sync"]
+    policy._mask_sync_due = saved["mask_sync_due"]
+    for key, value in state["buffer"].items():
+        setattr(model.rollout_buffer, key, value)
+    if state["envs"] is not None:
+        _restore_env_states(model.env, state["envs"])
+    else:  # saved from envs in other processes: SB3 resets them at the next learn()
+        model._last_obs = None
+        log("note: the checkpoint has no env states (the envs ran in subprocesses): the resumed run starts new "
+            "episodes, so it is not the exact continuation of the interrupted one")
+    if state["torch_threads"] != th.get_num_threads():
+        log(f"note: the run used {state['torch_threads']} torch threads and this process {th.get_num_threads()}: "
+            "float sums may round differently, so the resumed run may drift from the uninterrupted one")
+    _restore_rng(state["rng"], log)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write ``path`` through ``write(file)`` into ``path.tmp``, flush it to disk, then rename it over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _sb3_bytes(model: Any, exclude: tuple[str, ...] = ALGO_STEP_KEYS) -> bytes:
+    buf = io.BytesIO()
+    model.save(buf, exclude=list(exclude))
+    return buf.getvalue()
+
+
+def save_model_file(model: Any, path: str | os.PathLike) -> None:
+    """The deliverable SB3 zip, written atomically: weights and settings, without the optimizer's moments (resume
+    state, in the checkpoints), the step state or a frozen reference the policy rebuilds from its path.
+    ``PPO.load(path)`` reads it as any SB3 zip (its optimizer starts fresh)."""
+    optimizer = model.policy.optimizer
+    moments = optimizer.state
+    optimizer.state = collections.defaultdict(dict)  # an empty state: SB3's loader still finds an optimizer entry
+    try:
+        data = _sb3_bytes(model)
+    finally:
+        optimizer.state = moments
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: its file, token count, SB3 zip bytes and captured state."""
+
+    path: Path
+    tokens: int
+    model_bytes: bytes
+    state: dict[str, Any]
+
+    def load_model(self, algorithm_class: Any, env: Any, device: Any = "auto") -> Any:
+        """The algorithm, loaded on ``env``; call :func:`restore_state` with ``self.state`` before ``learn``."""
+        return algorithm_class.load(io.BytesIO(self.model_bytes), env=env, device=device)
+
+
+class CheckpointStore:
+    """The checkpoints of one run in a folder: atomic saves, the last ``keep`` kept, reads that fall back.
+
+    :param folder: where ``tokens-<N>.ckpt`` files live (made on first save)
+    :param keep: checkpoints kept (>= 1); older ones are deleted after a newer one is safely written
+    :param resume_hint: the command that resumes the run, for messages
+    """
+
+    def __init__(self, folder: str | os.PathLike, keep: int = 2, resume_hint: str = "") -> None:
+        if keep < 1:
+            raise CheckpointError(f"keep must be at least 1, got {keep}")
+        self.folder, self.keep, self.resume_hint = Path(folder), int(keep), resume_hint
+
+    def files(self) -> list[tuple[int, Path]]:
+        """(tokens, path) of the complete checkpoint files, newest first (``*.tmp`` and ``*.corrupt`` ignored)."""
+        if not self.folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _NAME.match(p.name))]
+        return sorted(found, reverse=True)
+
+    def describe_latest(self) -> str:
+        files = self.files()
+        if not files:
+            return "no checkpoint was written yet"
+        return f"the last checkpoint, {files[0][1]} ({files[0][0]:,} tokens), is intact"
+
+    def save(self, model: Any, state: dict[str, Any]) -> Path:
+        """Write a checkpoint of ``model`` (its weights now) with ``state`` (from :func:`capture_state`)."""
+        tokens = int(state["num_timesteps"])
+        path = self.folder / f"tokens-{tokens:012d}.ckpt"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            members = {"model.zip": _sb3_bytes(model),
+                       "state.pkl": pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)}
+            manifest = {"format": FORMAT, "tokens": tokens, "created": time.time(),
+                        "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}}
+
+            def write(f: Any) -> None:
+                with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+                    for name, data in members.items():
+                        zf.writestr(name, data)
+                    zf.writestr("manifest.json", json.dumps(manifest))
+
+            _atomic_write(path, write)
+        except OSError as e:
+            reason = "the disk is full" if e.errno == errno.ENOSPC else f"{type(e).__name__}: {e}"
+            raise CheckpointError(
+                f"could not write checkpoint {path} at {tokens:,} tokens ({reason}); {self.describe_latest()}. "
+                + (f"Free space, then continue with: {self.resume_hint}" if self.resume_hint else "")
+            ) from e
+        for _, old in self.files()[self.keep:]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+        return path
+
+    @staticmethod
+    def read(path: Path) -> Checkpoint:
+        """Read and verify one checkpoint file; :class:`CheckpointError` naming the file if it is not whole."""
+        try:
+            with zipfile.ZipFile(path) as zf:
+                manifest = json.loads(zf.read("manifest.json"))
+                if manifest.get("format") != FORMAT:
+                    raise CheckpointError(
+                        f"checkpoint {path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+                members = {name: zf.read(name) for name in manifest["sha256"]}
+            for name, data in members.items():
+                if hashlib.sha256(data).hexdigest() != manifest["sha256"][name]:
+                    raise CheckpointError(f"checkpoint {path}: member {name} does not match its SHA-256 (corrupt)")
+            state = pickle.loads(members["state.pkl"])
+        except CheckpointError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError,
+                AttributeError, IndexError) as e:
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from e
+        return Checkpoint(path=path, tokens=int(manifest["tokens"]), model_bytes=members["model.zip"], state=state)
+
+    def load_latest(self, log: Callable[[str], Any] = print) -> Checkpoint | None:
+        """The newest checkpoint that reads whole; a bad one is reported, renamed ``*.corrupt``, and the previous
+        one tried. None when there is no checkpoint; :class:`CheckpointError` when none of them reads."""
+        files = self.files()
+        errors = []
+        for _, path in files:
+            try:
+                return self.read(path)
+            except CheckpointError as e:
+                errors.append(str(e))
+                bad = path.with_name(path.name + ".corrupt")
+                with contextlib.suppress(OSError):
+                    path.rename(bad)
+                log(f"error: {e}; moved it to {bad.name} and falling back to the previous checkpoint")
+        if errors:
+            raise CheckpointError(f"no checkpoint in {self.folder} could be read: " + "; ".join(errors))
+        return None
+
+    def remove_all(self) -> None:
+        """Delete the checkpoints, partial and corrupt ones too (the run is finished, its deliverables written)."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.iterdir():
+            if _NAME.match(path.name.removesuffix(".tmp").removesuffix(".corrupt")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
+
+
+# ---------------------------------------------------------------------------------------------- callback
+def _callback_base() -> type:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    return BaseCallback
+
+
+class CheckpointCallback(_callback_base()):  # type: ignore[misc]
+    """Checkpoints at rollout boundaries, every ``every`` tokens, and the interrupt bookkeeping.
+
+    At each rollout start (after an update) it captures the state; when ``every`` more tokens have passed since
+    the last checkpoint it writes one. An interrupt during a rollout saves the state captured at its start with
+    the (unchanged) weights: :meth:`save_interrupted`.
+
+    :param store: where checkpoints go
+    :param every: tokens between checkpoints (at the first rollout boundary at or after each multiple); 0: none
+        besides the ones the caller asks for
+    :param log: where messages go
+    :param extras: called at each capture; what it returns is stored as ``state["extra"]`` (e.g. the learning
+        curve so far)
+    """
+
+    def __init__(self, store: CheckpointStore, every: int = DEFAULT_CHECKPOINT_EVERY, log: Callable[[str], Any] = print,
+                 extras: Callable[[], dict[str, Any]] | None = None):
+        super().__init__()
+        if every < 0:
+            raise CheckpointError(f"--checkpoint-every must be >= 0 tokens, got {every}")
+        self.store, self.every, self.log, self.extras = store, int(every), log, extras
+        self.snapshot: dict[str, Any] | None = None
+        self.last_saved = -1
+        self.in_update = False
+        self.stop_requested: str | None = None
+
+    def save_state(self, state: dict[str, Any]) -> Path:
+        path = self.store.save(self.model, state)
+        self.last_saved = int(state["num_timesteps"])
+        return path
+
+    def capture(self) -> dict[str, Any]:
+        """:func:`capture_state` of the model now, with ``extras``."""
+        state = capture_state(self.model)
+        state["extra"] = copy.deepcopy(self.extras()) if self.extras is not None else {}
+        return state
+
+    def save_now(self, model: Any = None) -> Path:
+        """A checkpoint of the model as it is now (call outside ``learn`` or between its rollouts)."""
+        if model is not None:
+            self.model = model
+        return self.save_state(self.capture())
+
+    def _on_rollout_start(self) -> None:
+        # in_update stays True (interrupts deferred) until the new snapshot is whole: an older snapshot must
+        # never be saved with the weights of the update that just ran
+        self.snapshot = None
+        snapshot = self.capture()
+        self.snapshot, self.in_update = snapshot, False
+        tokens = snapshot["num_timesteps"]
+        if self.every > 0 and tokens // self.every > max(self.last_saved, 0) // self.every and tokens > self.last_saved:
+            self.save_state(self.snapshot)
+        if self.stop_requested:  # deferred from the update that just ended
+            raise KeyboardInterrupt
+
+    def _on_rollout_end(self) -> None:
+        self.in_update = True  # until the next rollout starts: the weights are changing
+
+    def _on_step(self) -> bool:
+        return True
+
+    def save_interrupted(self) -> Path | None:
+        """After an interrupt: save the last rollout boundary's state if it is newer than the last checkpoint and
+        the weights still match it (the interrupt came during a rollout). None if nothing newer could be saved."""
+        if self.snapshot is None or self.in_update or self.snapshot["num_timesteps"] <= self.last_saved:
+            return None
+        return self.save_state(self.snapshot)
+
+
+@contextlib.contextmanager
+def interrupt_guard(callback: CheckpointCallback | None = None, log: Callable[[str], Any] = print) -> Iterator[dict]:
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` (SIGTERM behaves like Ctrl-C); during an update (``callback
+    .in_update``) the first one is deferred to the update's end, a second one stops at once. Yields a dict whose
+    ``"signal"`` names the signal received. No-op outside the main thread."""
+    info: dict[str, Any] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield info
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        first = info["signal"] is None
+        info["signal"] = info["signal"] or name
+        if callback is not None and callback.in_update and first and callback.model is not None:
+            callback.stop_requested = name
+            log(f"\n{name}: finishing this update, then saving a checkpoint (again to stop at once, keeping the "
+                "last checkpoint)")
+            return
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield info
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
