@@ -7,6 +7,12 @@ Typical use with the stock algorithms::
     model = PPO(LLMPolicy, env, rollout_buffer_class=EpisodeRolloutBuffer, batch_size=512,
                 policy_kwargs=dict(model=..., tokenizer=env.unwrapped.tokenizer, kl_coef=0.05))
 
+The natively vectorized envs as an SB3 ``VecEnv`` (N episodes stepped as arrays, the same episodes as
+``DummyVecEnv`` over single envs)::
+
+    from sb3_ext import make_text_vec_env
+    env = make_text_vec_env("TextSummarization-v0", n_envs=16, seed=0)
+
 Heavy dependencies (torch, transformers, stable-baselines3) load on first attribute access.
 """
 
@@ -30,6 +36,10 @@ __all__ = [
     "greedy_baseline",
     "TRPO",
     "BatchedRewardVecEnvWrapper",
+    "TextVecEnv",
+    "make_text_vec_env",
+    "start_model_perplexity",
+    "sequence_nll",
 ]
 
 _WHERE = {
@@ -47,6 +57,10 @@ _WHERE = {
     "greedy_baseline": "backends",
     "TRPO": "trpo",
     "BatchedRewardVecEnvWrapper": "batched_reward",
+    "TextVecEnv": "vec_env",
+    "make_text_vec_env": "vec_env",
+    "start_model_perplexity": "fluency",
+    "sequence_nll": "fluency",
 }
 
 

@@ -46,3 +46,47 @@ def _torch_threads():
     # one thread per test process: pytest-xdist runs two of them on the two cores, and oversubscribed
     # threads made a tiny TRPO update 27x slower here
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def restore_torch_threads():
+    """Give torch's thread count back after a test whose code (a benchmark script, train()) sets its own."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_train_thread(monkeypatch):
+    """``text_envs_app.experiment.train`` sets torch's threads to the core count: make that one (the setting resume
+    is bit-exact for), and leave one thread set afterwards."""
+    from text_envs_app import experiment
+
+    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
+    yield
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def interrupt_at_step(monkeypatch):
+    """``stop = interrupt_at_step(n)``: Ctrl-C (``KeyboardInterrupt``) arriving inside the n-th ``VecEnv.step`` of
+    the process from then on (in the middle of a rollout); ``stop()`` steps normally again."""
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+    def arm(n: int):
+        original, calls = VecEnv.step, [0]
+
+        def step(self, actions):
+            calls[0] += 1
+            if calls[0] == n:
+                raise KeyboardInterrupt
+            return original(self, actions)
+
+        monkeypatch.setattr(VecEnv, "step", step)
+        return lambda: monkeypatch.setattr(VecEnv, "step", original)
+
+    return arm

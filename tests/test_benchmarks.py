@@ -27,14 +27,7 @@ import profile_rollout  # noqa: E402
 from text_envs.errors import TextEnvsError  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """The scripts set torch to 1 thread; give the rest of the session its own setting back."""
-    import torch
-
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # the scripts set torch to 1 thread (conftest.py)
 
 
 def _finite_positive(x: float) -> bool:

@@ -240,12 +240,9 @@ def _positive(x) -> bool:
     return isinstance(x, float) and np.isfinite(x) and x > 0
 
 
+@pytest.mark.usefixtures("restore_torch_threads")  # the script sets torch's threads
 def test_bench_compiled_rollout_quick_without_compile(capsys):
-    n = th.get_num_threads()
-    try:
-        res = _bench().main(["--quick", "--n-envs", "2", "--variants", "eager,static,generate", "--clock", "cpu"])
-    finally:
-        th.set_num_threads(n)
+    res = _bench().main(["--quick", "--n-envs", "2", "--variants", "eager,static,generate", "--clock", "cpu"])
     out = capsys.readouterr().out
     (row,) = res["rows"]
     assert row["n_envs"] == 2 and row["model"] == "seq2seq shipped" and row["tokens"] == 2 * row["T"]
@@ -258,12 +255,9 @@ def test_bench_compiled_rollout_quick_without_compile(capsys):
 
 
 @pytest.mark.expensive  # compiles the step of two tiny models (inductor): about a minute on a loaded machine
+@pytest.mark.usefixtures("restore_torch_threads")
 def test_bench_compiled_rollout_gpu_configs_small(capsys):
-    n = th.get_num_threads()
-    try:
-        res = _bench().main(["--gpu", "--small", "--n-envs", "2", "--ppo-step", "--repeats", "1"])
-    finally:
-        th.set_num_threads(n)
+    res = _bench().main(["--gpu", "--small", "--n-envs", "2", "--ppo-step", "--repeats", "1"])
     assert [r["model"] for r in res["rows"]] == ["seq2seq tiny", "causal tiny"] and not res["skipped"]
     for row in res["rows"]:
         for key in ("eager_tok_s", "static_tok_s", "compiled_tok_s", "generate_tok_s", "compiled_vs_eager",

@@ -18,7 +18,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch as th
 
 import text_envs
 from text_envs.errors import TextEnvsError
@@ -29,13 +28,7 @@ from text_envs_app.experiment import TrainConfig, train
 
 COPY = dict(env="TextCopy-v0", steps=64, n_envs=2, n_steps=8, batch_size=16, eval_examples=4, checkpoint_every=16,
             seed=1)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
-    yield
-    th.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_train_thread")  # tests/conftest.py
 
 
 def quiet(*_: object) -> None:
@@ -219,25 +212,16 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkey
 
 
 # ---------------------------------------------------------------------------------------------- data
-def test_an_unreadable_data_file_at_resume_is_named_and_the_checkpoint_kept(tmp_path, monkeypatch, xsum_sample):
-    from stable_baselines3.common.vec_env.base_vec_env import VecEnv
-
+def test_an_unreadable_data_file_at_resume_is_named_and_the_checkpoint_kept(tmp_path, interrupt_at_step,
+                                                                            xsum_sample):
     data = tmp_path / "news.jsonl"
     shutil.copy(xsum_sample, data)
     out = tmp_path / "run"
     cfg = dict(dataset=str(data), steps=48, n_envs=2, n_steps=8, batch_size=16, eval_examples=1, baseline="none",
                max_new_tokens=8, checkpoint_every=16)
-    original, calls = VecEnv.step, [0]
-
-    def step(self, actions):  # Ctrl-C in the rollout after the 16-token checkpoint
-        calls[0] += 1
-        if calls[0] == 11:
-            raise KeyboardInterrupt
-        return original(self, actions)
-
-    monkeypatch.setattr(VecEnv, "step", step)
+    stop = interrupt_at_step(11)  # Ctrl-C in the rollout after the 16-token checkpoint
     assert train(TrainConfig(**cfg, out=str(out)), log=quiet)["tokens"] == 16
-    monkeypatch.setattr(VecEnv, "step", original)
+    stop()
     before = digests(out / "checkpoints")
     good = data.read_bytes()
     data.write_bytes(b"\xff\xfe" + good[:100])  # overwritten by another program: not UTF-8 any more

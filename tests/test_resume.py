@@ -29,12 +29,7 @@ COPY = dict(env="TextCopy-v0", steps=128, n_envs=4, n_steps=8, batch_size=16, n_
             checkpoint_every=64, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    # train() sets torch's threads to the core count: one thread here, the setting resume is bit-exact for
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
-    yield
-    th.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_train_thread")  # tests/conftest.py: one torch thread, as resume needs
 
 
 def quiet(*_: object) -> None:
@@ -52,21 +47,6 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert wa.keys() == wb.keys()
     differ = [k for k in wa if isinstance(wa[k], th.Tensor) and not th.equal(wa[k], wb[k])]
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
-
-
-def interrupt_at_step(monkeypatch, n: int) -> None:
-    """Ctrl-C arriving inside the n-th VecEnv step of the process (in the middle of a rollout)."""
-    from stable_baselines3.common.vec_env.base_vec_env import VecEnv
-
-    original, calls = VecEnv.step, [0]
-
-    def step(self, actions):
-        calls[0] += 1
-        if calls[0] == n:
-            raise KeyboardInterrupt
-        return original(self, actions)
-
-    monkeypatch.setattr(VecEnv, "step", step)
 
 
 _STRAIGHT: dict[str, Path] = {}
@@ -92,19 +72,19 @@ def straight_copy(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("vec_env", ["native", pytest.param("dummy", marks=pytest.mark.expensive)])
-def test_ctrl_c_mid_rollout_then_resume_gives_the_same_weights(tmp_path_factory, tmp_path, monkeypatch, vec_env):
+def test_ctrl_c_mid_rollout_then_resume_gives_the_same_weights(tmp_path_factory, tmp_path, interrupt_at_step,
+                                                               vec_env):
     straight_copy = straight_run(tmp_path_factory, vec_env)
     out = tmp_path / "run"
     lines: list[str] = []
-    interrupt_at_step(monkeypatch, 8 + 8 + 3)  # rollouts 0 and 1 done (64 tokens): the 3rd step of rollout 2
+    stop = interrupt_at_step(8 + 8 + 3)  # rollouts 0 and 1 done (64 tokens): the 3rd step of rollout 2
     result = train(TrainConfig(**COPY, out=str(out), vec_env=vec_env), log=lines.append)
     assert result["interrupted"] and result["tokens"] == 64
     text = "\n".join(lines)
     assert "SIGINT: stopped at 64 of 128 tokens" in text and "the 8 tokens generated since are dropped" in text
     assert f"continue with: text-envs train --out {out} --resume" in text
     assert [t for t, _ in CheckpointStore(out / "checkpoints").files()] == [64, 0]
-    monkeypatch.undo()
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
+    stop()
     lines.clear()
     resumed = train(TrainConfig(out=str(out), resume=True), log=lines.append)
     assert any("resuming from" in line and "at 64 of 128 tokens" in line for line in lines)
@@ -116,13 +96,13 @@ def test_ctrl_c_mid_rollout_then_resume_gives_the_same_weights(tmp_path_factory,
 
 
 @pytest.mark.expensive
-def test_summarization_resume_is_exact_and_the_run_folder_is_small(tmp_path, monkeypatch):
+def test_summarization_resume_is_exact_and_the_run_folder_is_small(tmp_path, interrupt_at_step):
     """The default task and model: KL penalty to the shipped model, greedy per-prompt baseline (its caches go
     in the checkpoint), the reference rebuilt from the shipped model's path instead of stored."""
     cfg = dict(steps=96, n_envs=4, n_steps=8, batch_size=32, eval_examples=4, difficulty=2, checkpoint_every=32)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     train(TrainConfig(**cfg, out=str(straight)), log=quiet)
-    interrupt_at_step(monkeypatch, 8 + 8 + 5)
+    stop = interrupt_at_step(8 + 8 + 5)
     assert train(TrainConfig(**cfg, out=str(stopped)), log=quiet)["tokens"] == 64
     ckpt = CheckpointStore(stopped / "checkpoints").read(CheckpointStore(stopped / "checkpoints").files()[0][1])
     import io
@@ -132,8 +112,7 @@ def test_summarization_resume_is_exact_and_the_run_folder_is_small(tmp_path, mon
         saved = th.load(io.BytesIO(zf.read("policy.pth")), weights_only=False)
     assert not any(k.startswith("reference_model.") for k in saved)  # rebuilt from the shipped model's folder
     assert ckpt.state["envs"] is not None and ckpt.state["policy"]["kl_coef"] == 0.02
-    monkeypatch.undo()
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
+    stop()
     train(TrainConfig(out=str(stopped), resume=True), log=quiet)
     assert_same_weights(stopped / "model.zip", straight / "model.zip")
     a, b = (json.loads((p / "results.json").read_text()) for p in (straight, stopped))
@@ -148,16 +127,15 @@ def test_summarization_resume_is_exact_and_the_run_folder_is_small(tmp_path, mon
     assert main(["eval", str(straight), "--examples", "4"]) == 0  # the deliverable loads and evaluates
 
 
-def test_a_corrupt_checkpoint_is_named_and_the_previous_one_is_used(straight_copy, tmp_path, monkeypatch):
+def test_a_corrupt_checkpoint_is_named_and_the_previous_one_is_used(straight_copy, tmp_path, interrupt_at_step):
     out = tmp_path / "run"
-    interrupt_at_step(monkeypatch, 8 * 3 + 1)  # after the 64-token checkpoint and one more rollout: 96 tokens
+    stop = interrupt_at_step(8 * 3 + 1)  # after the 64-token checkpoint and one more rollout: 96 tokens
     assert train(TrainConfig(**{**COPY, "checkpoint_every": 32}, out=str(out)), log=quiet)["tokens"] == 96
     store = CheckpointStore(out / "checkpoints")
     assert [t for t, _ in store.files()] == [96, 64]  # the last two are kept
     newest = store.files()[0][1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated (a disk fault, a bad copy)
-    monkeypatch.undo()
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
+    stop()
     lines: list[str] = []
     result = train(TrainConfig(out=str(out), resume=True), log=lines.append)
     text = "\n".join(lines)
@@ -189,16 +167,15 @@ def test_ctrl_c_in_the_first_evaluation_leaves_nothing_behind(tmp_path, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "evaluate_policy_on_split", interrupted)
-    lines: list[str] = []
-    result = train(TrainConfig(**COPY, out=str(out)), log=lines.append)
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "evaluate_policy_on_split", interrupted)
+        lines: list[str] = []
+        result = train(TrainConfig(**COPY, out=str(out)), log=lines.append)
     assert result["interrupted"] and not out.exists()
     assert "stopped before training began: nothing saved" in "\n".join(lines)
     # a run killed there (kill -9: the folder stays, with its config and no checkpoint): --resume starts it over
     out.mkdir()
     (out / "config.json").write_text(json.dumps({**COPY, "steps": 32}))
-    monkeypatch.undo()
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
     lines.clear()
     result = train(TrainConfig(out=str(out), resume=True), log=lines.append)
     assert "has no checkpoint yet" in "\n".join(lines) and result["tokens"] == 32

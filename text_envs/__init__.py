@@ -47,6 +47,8 @@ for _env_id, _entry_point in ENV_IDS.items():
 # Public names served lazily so that `import text_envs` stays light.
 _LAZY = {
     "TextGenerationEnv": "text_envs.core",
+    "TextGenerationVectorEnv": "text_envs.vector",
+    "make_vector_env": "text_envs.vector",
     "make_reward": "text_envs.rewards",
     "list_rewards": "text_envs.rewards",
     "register_reward": "text_envs.rewards",

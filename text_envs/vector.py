@@ -27,7 +27,6 @@ baseline reward, the same values), used by :class:`SelfCriticalVectorReward` and
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from gymnasium.vector.utils import batch_space
 
 from text_envs.core import TextGenerationEnv
 from text_envs.errors import TextEnvsError
+from text_envs.wrappers import _prompt_key, _score_baselines, _store_decodings
 
 __all__ = [
     "TextGenerationVectorEnv",
@@ -554,10 +554,6 @@ def make_vector_env(env: str | TextGenerationEnv, num_envs: int,
 
 
 # ---------------------------------------------------------------------------------------------- baseline
-def _prompt_key(prompt: np.ndarray) -> bytes:
-    return hashlib.blake2b(np.ascontiguousarray(prompt, dtype=np.int64).tobytes(), digest_size=16).digest()
-
-
 class VectorBaseline:
     """Per-prompt baseline rewards for the episodes of a :class:`TextGenerationVectorEnv`, batched.
 
@@ -653,32 +649,10 @@ class VectorBaseline:
         if wanted:
             outputs = list(self.baseline_fn(list(wanted.values())))
             self.calls += 1
-            if len(outputs) != len(wanted):
-                raise TextEnvsError(f"baseline_fn returned {len(outputs)} texts for {len(wanted)} prompts")
-            for key, out in zip(wanted, outputs):
-                self._decoded[key] = np.asarray([int(i) for i in out], dtype=np.int64)
-            while len(self._decoded) > self.cache_size:
-                self._decoded.popitem(last=False)
-        self._score({i: self._decoded[key] for i, key in to_score.items() if key in self._decoded})
-
-    def _score(self, decoded: dict[int, np.ndarray]) -> None:
+            _store_decodings(self._decoded, wanted, outputs, self.cache_size)
+        decoded = {i: self._decoded[key] for i, key in to_score.items() if key in self._decoded}
         env = self.venv.single_env
-        examples = [env.source[i] for i in decoded]
-        texts = []
-        for out in decoded.values():
-            ids = out.tolist()
-            if env.eos_token_id in ids:
-                ids = ids[: ids.index(env.eos_token_id)]
-            texts.append(env.decode(ids[: env.max_new_tokens]))
-        values = env.reward.compute(texts, [list(ex.references) for ex in examples], [ex.prompt for ex in examples])
-        for k, (index, text) in enumerate(zip(decoded, texts)):
-            value = float(values[env.reward.name][k])
-            if not np.isfinite(value):
-                raise TextEnvsError(f"The reward {env.reward.name!r} returned {value} for the baseline text {text!r}.")
-            self._scored[index] = (text, value)
-            self._scored.move_to_end(index)
-        while len(self._scored) > self.cache_size:
-            self._scored.popitem(last=False)
+        _score_baselines(env, decoded, [env.source[i] for i in decoded], self._scored, self.cache_size)
 
 
 class SelfCriticalVectorReward(gym.vector.VectorWrapper):

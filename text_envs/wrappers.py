@@ -38,6 +38,42 @@ def _prompt_key(prompt: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(prompt, dtype=np.int64).tobytes(), digest_size=16).digest()
 
 
+def _store_decodings(cache: OrderedDict[bytes, np.ndarray], wanted: dict[bytes, np.ndarray],
+                     outputs: list[Sequence[int]], cache_size: int) -> None:
+    """Keep one ``baseline_fn`` call's ``outputs`` (for the prompts ``wanted``, key -> prompt) in ``cache``, the
+    oldest dropped beyond ``cache_size``. Shared by :class:`BaselinePool` and
+    :class:`text_envs.vector.VectorBaseline`."""
+    if len(outputs) != len(wanted):
+        raise TextEnvsError(f"baseline_fn returned {len(outputs)} texts for {len(wanted)} prompts")
+    for key, out in zip(wanted, outputs):
+        cache[key] = np.asarray([int(i) for i in out], dtype=np.int64)
+    while len(cache) > cache_size:
+        cache.popitem(last=False)
+
+
+def _score_baselines(env: Any, decoded: dict[int, np.ndarray], examples: Sequence[Any],
+                     scored: OrderedDict[int, tuple[str, float]], cache_size: int) -> None:
+    """Score baseline decodings (example index -> ids; ``examples`` are those examples, in that order) with
+    ``env``'s task reward, in one ``reward.compute`` call, into ``scored`` (index -> (text, value)), the oldest
+    dropped beyond ``cache_size``. The texts are cut as the env cuts its own: at the EOS, at ``max_new_tokens``.
+    Shared by :class:`SelfCriticalReward` and :class:`text_envs.vector.VectorBaseline`."""
+    texts = []
+    for out in decoded.values():
+        ids = out.tolist()
+        if env.eos_token_id in ids:
+            ids = ids[: ids.index(env.eos_token_id)]
+        texts.append(env.decode(ids[: env.max_new_tokens]))
+    values = env.reward.compute(texts, [list(ex.references) for ex in examples], [ex.prompt for ex in examples])
+    for k, (index, text) in enumerate(zip(decoded, texts)):
+        value = float(values[env.reward.name][k])
+        if not np.isfinite(value):
+            raise TextEnvsError(f"The reward {env.reward.name!r} returned {value} for the baseline text {text!r}.")
+        scored[index] = (text, value)
+        scored.move_to_end(index)
+    while len(scored) > cache_size:
+        scored.popitem(last=False)
+
+
 class BaselinePool:
     """Baseline decodings shared by the :class:`SelfCriticalReward` wrappers of several envs.
 
@@ -115,12 +151,7 @@ class BaselinePool:
             return
         outputs = list(self.baseline_fn(list(wanted.values())))
         self.calls += 1
-        if len(outputs) != len(wanted):
-            raise TextEnvsError(f"baseline_fn returned {len(outputs)} texts for {len(wanted)} prompts")
-        for key, out in zip(wanted, outputs):
-            self._decoded[key] = np.asarray([int(i) for i in out], dtype=np.int64)
-        while len(self._decoded) > self.cache_size:
-            self._decoded.popitem(last=False)
+        _store_decodings(self._decoded, wanted, outputs, self.cache_size)
 
     def _pending(self, requester: SelfCriticalReward) -> Iterator[np.ndarray]:
         members = [requester] + [m for m in (ref() for ref in self._members) if m is not None and m is not requester]
@@ -233,20 +264,5 @@ class SelfCriticalReward(gym.Wrapper):
     def _score(self, decoded: dict[int, np.ndarray]) -> None:
         """Baseline texts and rewards of examples (index -> the pool's ids; the current example first)."""
         base = self.env.unwrapped
-        indices = list(decoded)
-        examples = [base.example] + [base.source[i] for i in indices[1:]]
-        texts = []
-        for out in decoded.values():
-            ids = out.tolist()
-            if base.eos_token_id in ids:
-                ids = ids[: ids.index(base.eos_token_id)]
-            texts.append(base.decode(ids[: base.max_new_tokens]))
-        values = base.reward.compute(texts, [list(ex.references) for ex in examples], [ex.prompt for ex in examples])
-        for k, (index, text) in enumerate(zip(indices, texts)):
-            value = float(values[base.reward.name][k])
-            if not np.isfinite(value):
-                raise TextEnvsError(f"The reward {base.reward.name!r} returned {value} for the baseline text {text!r}.")
-            self._scored[index] = (text, value)
-            self._scored.move_to_end(index)
-        while len(self._scored) > self.cache_size:
-            self._scored.popitem(last=False)
+        examples = [base.example] + [base.source[i] for i in list(decoded)[1:]]
+        _score_baselines(base, decoded, examples, self._scored, self.cache_size)

@@ -1034,138 +1034,14 @@ def evaluate_saved(model_path: str | None, cfg: TrainConfig, out: str | None = N
 
 
 # ---------------------------------------------------------------------------------------------- bench
-BENCH_METHODS = ("greedy", "sampled", "supervised", "ppo", "a2c", "trpo", "nlpo")
-# TRPO is left out of the text-task presets for time: its cell of the small preset (two updates over 1,024-token
-# rollouts of 256-token prompts) took 291 s and 8.0 GB on 2 cores with sb3_ext.TRPO, against about 30 s for PPO
-# (stock sb3-contrib TRPO ran out of 24 GB there). It runs on TextCopy-v0 and with --methods.
-_TEXT_METHODS = tuple(m for m in BENCH_METHODS if m != "trpo")
-BENCH_PRESETS: dict[str, dict[str, Any]] = {
-    # small: one task, a short budget; finishes in well under 30 minutes on 2 CPU cores
-    "small": dict(envs=("TextSummarization-v0",), steps=2_048, eval_examples=100, n_envs=16, methods=_TEXT_METHODS),
-    "full": dict(envs=("TextSummarization-v0", "DialogueGeneration-v0", "MachineTranslation-v0"), steps=8_192,
-                 eval_examples=200, n_envs=16, methods=_TEXT_METHODS),
-}
+_BENCH_NAMES = ("BENCH_METHODS", "BENCH_PRESETS", "run_benchmark", "_bench_one", "_plot_bench")
 
 
-def _bench_one(method: str, env_id: str, seed: int, preset: dict[str, Any]) -> dict[str, float]:
-    """One (method, env, seed) cell: train with the preset's token budget (if the method trains), then
-    evaluate greedily on the test split; returns the metric table plus KL to the start and wall time."""
-    import torch as th
-    from stable_baselines3.common.utils import set_random_seed
+def __getattr__(name: str) -> Any:
+    """``text-envs bench`` lives in :mod:`text_envs_app.bench`; its names stay importable from here
+    (``experiment.run_benchmark``, ``experiment.BENCH_PRESETS``), loaded on first use (no import cycle)."""
+    if name in _BENCH_NAMES:
+        from text_envs_app import bench
 
-    cfg = TrainConfig(env=env_id, algo=method if method in ALGORITHMS else "ppo", steps=preset["steps"],
-                      seed=seed, n_envs=preset["n_envs"], eval_examples=preset["eval_examples"])
-    set_random_seed(seed)
-    t0 = time.time()
-    venv = make_train_env(cfg)
-    model = build_model(cfg, venv, None)
-    start_lm = _starting_model(model, cfg)
-    attach_baseline(venv, start_lm)
-    if method in ALGORITHMS:
-        model.learn(cfg.steps)
-    elif method == "supervised":
-        import gymnasium as gym
-
-        from sb3_ext import warm_start
-
-        # the same budget in tokens: as many train references (EOS included) as fit in cfg.steps tokens
-        env = gym.make(env_id, split="train", **cfg.env_kwargs()).unwrapped
-        n_examples, used = 0, 0
-        while n_examples < env.num_examples:
-            n_tokens = len(env.tokenizer(env.example_text(n_examples)[1][0], add_special_tokens=False)["input_ids"])
-            if used + n_tokens + 1 > cfg.steps:
-                break
-            used += n_tokens + 1
-            n_examples += 1
-        warm_start(model.policy, env, epochs=1, max_examples=max(1, n_examples), learning_rate=cfg.supervised_lr,
-                   update_reference=False, seed=seed)
-    if method == "sampled":
-        from text_envs.evaluation import evaluate
-
-        result = evaluate(cfg.env, model.policy, split=cfg.eval_split, n_examples=cfg.eval_examples,
-                          deterministic=False, metrics=TABLE_METRICS, batch_size=32, seed=seed,
-                          env_kwargs=cfg.env_kwargs())
-        table = dict(result.table)
-        table["kl"] = sequence_kl(model.policy, start_lm, cfg, result.generations)
-    else:
-        table, _ = evaluate_policy_on_split(model.policy, cfg, reference=start_lm)
-    table["wall_s"] = time.time() - t0
-    venv.close()
-    del model
-    th.set_num_threads(max(1, os.cpu_count() or 1))
-    return table
-
-
-def run_benchmark(preset_name: str, out: str, seeds: int = 3, overwrite: bool = False,
-                  methods: Sequence[str] | None = None, log=print) -> list[dict[str, Any]]:
-    """Every method on every env of a preset, with the same seeds and the same budget in generated tokens.
-
-    :param methods: a subset of :data:`BENCH_METHODS`; None: the preset's (every method, or all but TRPO on
-        the text tasks)
-
-    Writes ``results.csv`` (one row per run), ``results.md`` (mean +- std over seeds) and ``results.png``.
-    """
-    import csv
-
-    if preset_name not in BENCH_PRESETS:
-        raise unknown_name("preset", preset_name, BENCH_PRESETS)
-    preset = BENCH_PRESETS[preset_name]
-    methods = tuple(methods if methods is not None else preset.get("methods", BENCH_METHODS))
-    for m in methods:
-        if m not in BENCH_METHODS:
-            raise unknown_name("method", m, BENCH_METHODS)
-    out_dir = _prepare_out(TrainConfig(out=out, overwrite=overwrite))
-    rows: list[dict[str, Any]] = []
-    for env_id in preset["envs"]:
-        for method in methods:
-            for seed in range(seeds):
-                table = _bench_one(method, env_id, seed, preset)
-                rows.append({"env": env_id, "method": method, "seed": seed, **table})
-                log(f"{env_id} {method:<10} seed {seed}: " + ", ".join(
-                    f"{k}={v:.4f}" for k, v in table.items() if k in ("rouge-l", "reward", "kl", "wall_s")))
-    keys = sorted({k for r in rows for k in r} - {"env", "method", "seed"})
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["env", "method", "seed", *keys])
-        writer.writeheader()
-        writer.writerows(rows)
-    md = [f"# text-envs bench, preset {preset_name!r}: {preset['steps']} generated tokens per training run, "
-          f"{seeds} seeds, greedy evaluation on {preset['eval_examples']} test examples (mean ± std)\n"]
-    shown = [k for k in ("rouge-1", "rouge-2", "rouge-l", "bleu", "meteor", "reward", "kl", "gen_len", "wall_s")
-             if k in keys]
-    for env_id in preset["envs"]:
-        md += [f"\n## {env_id}\n", "| method | " + " | ".join(shown) + " |", "|---|" + "---:|" * len(shown)]
-        for method in methods:
-            runs = [r for r in rows if r["env"] == env_id and r["method"] == method]
-            cells = []
-            for k in shown:
-                vals = np.array([r[k] for r in runs if k in r], dtype=float)
-                cells.append(f"{vals.mean():.3f} ± {vals.std():.3f}" if len(vals) else "")
-            md.append(f"| {method} | " + " | ".join(cells) + " |")
-    (out_dir / "results.md").write_text("\n".join(md) + "\n")
-    _plot_bench(rows, preset["envs"], methods, out_dir / "results.png")
-    log("\n".join(md))
-    log(f"wrote {out_dir}/results.md, results.csv, results.png")
-    return rows
-
-
-def _plot_bench(rows: list[dict[str, Any]], envs: tuple[str, ...], methods: tuple[str, ...], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.5 * len(envs), 3.5), squeeze=False)
-    for ax, env_id in zip(axes[0], envs):
-        key = "reward"
-        means, stds = [], []
-        for m in methods:
-            vals = np.array([r[key] for r in rows if r["env"] == env_id and r["method"] == m], dtype=float)
-            means.append(vals.mean() if len(vals) else math.nan)
-            stds.append(vals.std() if len(vals) else 0.0)
-        ax.bar(range(len(methods)), means, yerr=stds, capsize=3)
-        ax.set_xticks(range(len(methods)), methods, rotation=30)
-        ax.set_title(env_id)
-        ax.set_ylabel("test reward (greedy)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        return getattr(bench, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
