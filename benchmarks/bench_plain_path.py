@@ -91,6 +91,11 @@ def run_grpo(model: Any, tokenizer: Any, a: argparse.Namespace) -> dict[str, flo
 
     import bench_trl as bt
 
+    # GRPO's batch (one completion per env, as PPO's rollout has one text per env) must hold whole groups
+    groups = [g for g in (4, 2) if a.n_envs % g == 0]
+    if not groups:
+        return f"skipped: GRPO needs n_envs divisible by 2 or 4 (its group size), got {a.n_envs}"
+
     n_prompts = max(64, a.updates * a.n_envs)
     _, prompts, refs = bt.task_data(tokenizer, n_prompts, a.prompt_tokens, a.T)
     tmp = tempfile.mkdtemp(prefix="bench_plain_")
@@ -99,7 +104,7 @@ def run_grpo(model: Any, tokenizer: Any, a: argparse.Namespace) -> dict[str, flo
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         ta = argparse.Namespace(device="cpu", dtype="float32", lr=a.lr, updates=a.updates, completions=a.n_envs,
-                                generations=4, kl=a.kl)
+                                generations=groups[0], kl=a.kl)
         r = bt.run_trl("grpo", model_dir, tokenizer, prompts, refs, ta, a.T, a.seed, tmp)
     except bt.TRLUnavailableError as e:
         return f"skipped: {e}"

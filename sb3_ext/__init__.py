@@ -13,6 +13,10 @@ The natively vectorized envs as an SB3 ``VecEnv`` (N episodes stepped as arrays,
     from sb3_ext import make_text_vec_env
     env = make_text_vec_env("TextSummarization-v0", n_envs=16, seed=0)
 
+The engine-neutral language-model core (model loading, the decode caches, KL, fluency, warm start) lives in
+``lm_core``; the names above are re-exported from there, and ``sb3_ext.backends``, ``sb3_ext.kl``,
+``sb3_ext.static_cache`` and ``sb3_ext.fluency`` stay importable as re-export modules.
+
 Heavy dependencies (torch, transformers, stable-baselines3) load on first attribute access.
 """
 
@@ -42,31 +46,32 @@ __all__ = [
     "sequence_nll",
 ]
 
+# name -> module that defines it (the engine-neutral parts live in lm_core; sb3_ext re-exports them)
 _WHERE = {
-    "LLMPolicy": "policy",
-    "ObservationSpaceError": "policy",
-    "EpisodeRolloutBuffer": "buffers",
-    "EpisodeBatch": "buffers",
-    "FixedKLController": "kl",
-    "AdaptiveKLController": "kl",
-    "kl_estimate": "kl",
-    "warm_start": "warm_start",
-    "load_model": "backends",
-    "tiny_t5_config": "backends",
-    "ModelLoadError": "backends",
-    "greedy_baseline": "backends",
-    "TRPO": "trpo",
-    "BatchedRewardVecEnvWrapper": "batched_reward",
-    "TextVecEnv": "vec_env",
-    "make_text_vec_env": "vec_env",
-    "start_model_perplexity": "fluency",
-    "sequence_nll": "fluency",
+    "LLMPolicy": "sb3_ext.policy",
+    "ObservationSpaceError": "sb3_ext.policy",
+    "EpisodeRolloutBuffer": "sb3_ext.buffers",
+    "EpisodeBatch": "lm_core.episodes",
+    "FixedKLController": "lm_core.kl",
+    "AdaptiveKLController": "lm_core.kl",
+    "kl_estimate": "lm_core.kl",
+    "warm_start": "sb3_ext.warm_start",  # lm_core's, also taking an SB3 VecEnv
+    "load_model": "lm_core.backends",
+    "tiny_t5_config": "lm_core.backends",
+    "ModelLoadError": "lm_core.backends",
+    "greedy_baseline": "lm_core.backends",
+    "TRPO": "sb3_ext.trpo",
+    "BatchedRewardVecEnvWrapper": "sb3_ext.batched_reward",
+    "TextVecEnv": "sb3_ext.vec_env",
+    "make_text_vec_env": "sb3_ext.vec_env",
+    "start_model_perplexity": "lm_core.fluency",
+    "sequence_nll": "lm_core.fluency",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        value = getattr(importlib.import_module(_WHERE[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'sb3_ext' has no attribute {name!r}")

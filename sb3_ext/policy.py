@@ -5,12 +5,12 @@ Shapes: ``B`` envs, ``E`` episodes, ``N`` tokens, ``P`` prompt length, ``T`` gen
 
 How SB3 drives it (PPO / A2C / sb3-contrib TRPO, stock classes):
 
-* ``forward(obs)`` once per token during rollouts: the cached path (:class:`~sb3_ext.backends.DecodeState`)
+* ``forward(obs)`` once per token during rollouts: the cached path (:class:`~lm_core.backends.DecodeState`)
   keeps encoder outputs and KV caches per env row, so a step costs one decoder token, like ``generate``.
-* ``evaluate_actions`` / ``get_distribution`` / ``predict_values`` on an :class:`~sb3_ext.buffers.EpisodeBatch`
+* ``evaluate_actions`` / ``get_distribution`` / ``predict_values`` on an :class:`~lm_core.episodes.EpisodeBatch`
   (from :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`) run one teacher-forced forward per episode. On plain
   observations (a shuffled minibatch of the stock ``DictRolloutBuffer``) they first group the observations into
-  prefix chains (:meth:`~sb3_ext.buffers.EpisodeBatch.from_observations`: same prompt, generated ids that are
+  prefix chains (:meth:`~lm_core.episodes.EpisodeBatch.from_observations`: same prompt, generated ids that are
   prefixes of one another, i.e. the steps of one episode) and run one teacher-forced forward per chain: the same
   outputs as one forward per observation (``group_observations=False``, the path before) to float error.
 * ``kl_coef > 0`` (or ``kl_target``) needs :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`, which applies the
@@ -42,14 +42,22 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.distributions import Categorical
 
+from lm_core.backends import DecodeState, LMBackend, load_model, make_backend, tiny_t5_config
+from lm_core.episodes import OBS_KEYS, EpisodeBatch, sequence_log_probs, teacher_forced_outputs, trimmed_tokens
+from lm_core.kl import KL_ESTIMATORS, kl_estimate, make_kl_controller
+from lm_core.lora import LoraReference, merge_lora_adapters
+from lm_core.sampling import sample_tokens
+from lm_core.static_cache import StaticDecodeState, check_compile_option
+from lm_core.tokenizer import deserialize_tokenizer, serialize_tokenizer
 from text_envs.errors import TextEnvsError, TokenizerMismatchError, unknown_name
 
-from .backends import DecodeState, LMBackend, load_model, make_backend, tiny_t5_config
-from .buffers import OBS_KEYS, EpisodeBatch, EpisodeRolloutBuffer
-from .static_cache import StaticDecodeState, check_compile_option
-from .kl import KL_ESTIMATORS, kl_estimate, make_kl_controller
+from .buffers import EpisodeRolloutBuffer
 
 __all__ = ["LLMPolicy", "ObservationSpaceError", "VALUE_MODES", "MASK_SOURCES", "TAKEN_ACTIONS_KEY"]
+
+# engine-neutral pieces now in lm_core, kept importable here under their old names
+_serialize_tokenizer, _deserialize_tokenizer = serialize_tokenizer, deserialize_tokenizer
+_merge_lora_adapters = merge_lora_adapters
 
 #: optional observation key: the actions taken at a minibatch's observations (``sb3_ext.TRPO`` adds it), so that
 #: ``get_distribution`` keeps each taken token inside the top-k/top-p support as ``evaluate_actions`` does
@@ -58,19 +66,6 @@ TAKEN_ACTIONS_KEY = "taken_actions"
 VALUE_MODES = ("shared", "detached", "separate")
 MASK_SOURCES = ("reference", "policy_copy")
 _DTYPES = {"float32": th.float32, "bfloat16": th.bfloat16, "float16": th.float16}
-
-
-def sample_tokens(probs: th.Tensor) -> th.Tensor:
-    """Draw one token per row by inverse CDF: ``probs`` (B, V) -> (B,).
-
-    ``torch.multinomial`` (what ``Categorical.sample`` calls) draws a random number per vocabulary entry on the
-    CPU; one uniform per row and a ``searchsorted`` draw from the same distribution about 10x faster here
-    (12% of a PPO run's time, benchmarks/RESULTS.md). ``right=True`` picks index j when cdf[j-1] <= u < cdf[j],
-    so a zero-probability (masked) token is never drawn.
-    """
-    cdf = probs.cumsum(-1)  # (B, V)
-    u = th.rand((*cdf.shape[:-1], 1), device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]  # (B, 1) in [0, total)
-    return th.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)  # (B,)
 
 
 class ObservationSpaceError(TextEnvsError):
@@ -127,27 +122,6 @@ def _find_algorithm() -> Any:
         return None
     finally:
         del frame
-
-
-def _serialize_tokenizer(tokenizer: Any) -> dict[str, Any] | None:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return None
-    special = {}
-    for name in ("pad_token", "eos_token", "unk_token", "bos_token"):
-        tok = getattr(tokenizer, name, None)
-        if tok is not None:
-            special[name] = str(tok)
-    return {"json": backend.to_str(), "special": special, "padding_side": str(tokenizer.padding_side)}
-
-
-def _deserialize_tokenizer(state: dict[str, Any]) -> Any:
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(state["json"]), **state["special"])
-    tok.padding_side = state.get("padding_side", "right")
-    return tok
 
 
 class LLMPolicy(BasePolicy):
@@ -592,14 +566,14 @@ class LLMPolicy(BasePolicy):
     def get_extra_state(self) -> dict[str, Any]:
         """Tokenizer, KL coefficient and mask-sync counter: saved in ``state_dict`` (SB3 zips included)."""
         return {
-            "tokenizer": _serialize_tokenizer(self.tokenizer) if self.tokenizer is not None else None,
+            "tokenizer": serialize_tokenizer(self.tokenizer) if self.tokenizer is not None else None,
             "kl_coef": self.kl_controller.value if self.kl_controller is not None else None,
             "updates_since_mask_sync": self._updates_since_mask_sync,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         if state.get("tokenizer") is not None and self.tokenizer is None:
-            self.tokenizer = _deserialize_tokenizer(state["tokenizer"])
+            self.tokenizer = deserialize_tokenizer(state["tokenizer"])
         if state.get("kl_coef") is not None and self.kl_controller is not None:
             self.kl_controller.value = float(state["kl_coef"])
         self._updates_since_mask_sync = int(state.get("updates_since_mask_sync", 0))
@@ -727,23 +701,18 @@ class LLMPolicy(BasePolicy):
 
     def _episode_outputs(self, batch: EpisodeBatch, need_logits: bool = True):
         """Teacher-forced outputs at the batch's output tokens: logits (N, V), hidden (N, H), mask logits."""
-        L = int(batch.out_pos.max().item()) + 1  # sync: trims the sequences to the selected positions
-        tokens = batch.tokens[:, :L]
-        idx = (batch.out_episode, batch.out_pos)
-        logits, hidden = self.backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)  # (E, L, V)
-        logits, hidden = logits[idx], hidden[idx]  # (N, V), (N, H)
+        tokens = trimmed_tokens(batch)  # one sync: the sequences cut to the selected positions
+        logits, hidden = teacher_forced_outputs(self.backend, batch, tokens)  # (N, V), (N, H)
         if self.value_backend is not None:
-            _, vh = self.value_backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)
-            hidden = vh[idx]
+            _, hidden = teacher_forced_outputs(self.value_backend, batch, tokens)
         mask_logits = None
         if self.mask_backend is not None:
             with th.no_grad():
                 if self.mask_backend is self.backend:
                     with self.model.disable_adapter():
-                        ml, _ = self.backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)
+                        mask_logits, _ = teacher_forced_outputs(self.backend, batch, tokens)
                 else:
-                    ml, _ = self.mask_backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)
-            mask_logits = ml[idx]
+                    mask_logits, _ = teacher_forced_outputs(self.mask_backend, batch, tokens)
         return logits, hidden, mask_logits
 
     def _outputs(self, obs: Any, actions: th.Tensor | None = None):
@@ -914,24 +883,10 @@ class LLMPolicy(BasePolicy):
         """
         if self.reference_backend is None and self.lora is None:
             raise TextEnvsError("this policy has no reference model: construct it with kl_coef > 0")
-        out = th.empty(len(batch), device=actions.device)
-        episodes = batch.out_episode
-        for lo in range(0, batch.num_episodes, chunk_episodes):
-            hi = min(lo + chunk_episodes, batch.num_episodes)
-            sel = ((episodes >= lo) & (episodes < hi)).nonzero().flatten()
-            if sel.numel() == 0:
-                continue
-            pos = batch.out_pos[sel]
-            L = int(pos.max().item()) + 1
-            args = (batch.prompt_ids[lo:hi], batch.prompt_mask[lo:hi], batch.tokens[lo:hi, :L])
-            if self.reference_backend is not None:
-                ref_logits, _ = self.reference_backend.forward_sequences(*args)
-            else:
-                with self.model.disable_adapter():
-                    ref_logits, _ = self.backend.forward_sequences(*args)
-            lg = ref_logits[episodes[sel] - lo, pos].float() / self.temperature  # (n, V)
-            out[sel] = lg.log_softmax(-1).gather(-1, actions[sel].long()[:, None]).squeeze(-1)
-        return out
+        if self.reference_backend is not None:
+            return sequence_log_probs(self.reference_backend, batch, actions, self.temperature, chunk_episodes)
+        return sequence_log_probs(self.backend, batch, actions, self.temperature, chunk_episodes,
+                                  context=self.model.disable_adapter)  # LoRA: the base weights are the reference
 
     def token_kl(self, batch: EpisodeBatch, actions: th.Tensor, log_probs: th.Tensor) -> th.Tensor:
         """Per-token KL estimate (N,) of the sampling policy to the reference (``kl_estimator``)."""
@@ -945,7 +900,7 @@ class LLMPolicy(BasePolicy):
         policy is unchanged and the base (the reference, ``reference_model``) becomes the current weights.
         """
         if self.lora is not None:
-            _merge_lora_adapters(self.model)
+            merge_lora_adapters(self.model)
             if self.optimizer is not None:  # the adapters restart: their Adam moments belong to the old ones
                 for p in self.model.parameters():
                     self.optimizer.state.pop(p, None)
@@ -957,62 +912,3 @@ class LLMPolicy(BasePolicy):
         self._states.pop("mask", None)
 
 
-class LoraReference(nn.Module):
-    """The base model of a LoRA policy with its adapters disabled: a LoRA policy's frozen reference, as a module
-    with ``config``, ``generate`` and ``forward`` (e.g. for :func:`sb3_ext.greedy_baseline`).
-
-    It holds no parameters of its own (the policy's ``state_dict`` is unchanged) and shares the base weights.
-    """
-
-    def __init__(self, peft_model: nn.Module) -> None:
-        super().__init__()
-        object.__setattr__(self, "_peft_model", peft_model)  # not a submodule: no second copy in state_dict
-
-    @property
-    def config(self) -> Any:
-        return self._peft_model.get_base_model().config
-
-    @property
-    def generation_config(self) -> Any:
-        return self._peft_model.get_base_model().generation_config
-
-    def get_base_model(self) -> nn.Module:
-        """The Hugging Face model under the adapters (its weights are this reference's)."""
-        return self._peft_model.get_base_model()
-
-    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:  # type: ignore[override]
-        """The base model's parameters (LoRA parameters excluded)."""
-        return (p for n, p in self._peft_model.named_parameters() if "lora_" not in n)
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        with self._peft_model.disable_adapter():
-            return self._peft_model(*args, **kwargs)
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """The base model's ``generate``, adapters disabled."""
-        with self._peft_model.disable_adapter():
-            return self._peft_model.generate(*args, **kwargs)
-
-
-@th.no_grad()
-def _merge_lora_adapters(peft_model: nn.Module) -> None:
-    """Add every LoRA adapter's update into its base weight, then zero its B matrix (A for embeddings), so the
-    model computes the same function and its adapters are at their initial value (zero update)."""
-    from peft.tuners.lora import LoraLayer
-
-    for module in peft_model.modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        for name in list(module.active_adapters):
-            if getattr(module, "use_dora", {}).get(name, False):
-                raise TextEnvsError("update_reference() with DoRA adapters is not supported: use plain LoRA")
-            if name not in module.lora_A and name not in getattr(module, "lora_embedding_A", {}):
-                continue
-            module.merge(adapter_names=[name])
-            module.merged_adapters.remove(name)  # merged into the base; the adapter itself restarts from zero
-            if name in module.lora_B:
-                module.lora_B[name].weight.zero_()
-                if getattr(module.lora_B[name], "bias", None) is not None:
-                    module.lora_B[name].bias.zero_()
-            else:
-                module.lora_embedding_B[name].zero_()

@@ -1,73 +1,55 @@
-"""Supervised warm start: teacher forcing on an env's references before RL (RL4LMs's "supervised + RL").
+"""Supervised warm start for SB3: :func:`lm_core.warm_start.warm_start`, also taking an SB3 ``VecEnv``.
 
     from sb3_ext import warm_start
     model = PPO(LLMPolicy, env, ...)
     warm_start(model.policy, env, epochs=3)   # then model.learn(...)
 
-The env provides ``num_examples``, ``example_text(i) -> (prompt_text, references)`` and
-``encode_prompt(text) -> (ids, mask)`` (the same arrays as the observation); the target is the first
-reference tokenized by the env's tokenizer without special tokens (no BOS), then EOS, cut to the token budget
-``T``.
+The code lives in ``lm_core.warm_start`` (engine-neutral); this module reads a ``VecEnv``'s examples from its
+first sub-env and keeps the old import path.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
-import torch as th
+from stable_baselines3.common.vec_env import VecEnv
 
-from text_envs.errors import TextEnvsError
+from lm_core.warm_start import example_source
+from lm_core.warm_start import supervised_examples as _supervised_examples
+from lm_core.warm_start import warm_start as _warm_start
 
-from .buffers import EpisodeBatch
-
-__all__ = ["warm_start", "supervised_examples"]
+__all__ = ["warm_start", "supervised_examples", "example_source"]
 
 
-def _env_api(env: Any) -> tuple[Any, Any]:
-    """(call(method, *args), getattr(name)) on the first sub-env of a VecEnv, or on a gymnasium env."""
-    from stable_baselines3.common.vec_env import VecEnv
+class _VecEnvExamples:
+    """The example-source interface of a VecEnv's first sub-env (through ``env_method``/``get_attr``)."""
 
-    if isinstance(env, VecEnv):
-        return (lambda m, *a: env.env_method(m, *a, indices=0)[0]), (lambda n: env.get_attr(n, indices=0)[0])
-    base = env.unwrapped
-    return (lambda m, *a: getattr(base, m)(*a)), (lambda n: getattr(base, n))
+    def __init__(self, venv: VecEnv) -> None:
+        self._venv = venv
+
+    @property
+    def num_examples(self) -> int:
+        return self._venv.get_attr("num_examples", indices=0)[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._venv.get_attr("tokenizer", indices=0)[0]
+
+    def example_text(self, i: int) -> tuple[str, list[str]]:
+        return self._venv.env_method("example_text", i, indices=0)[0]
+
+    def encode_prompt(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._venv.env_method("encode_prompt", text, indices=0)[0]
+
+
+def _source(env: Any) -> Any:
+    return _VecEnvExamples(env) if isinstance(env, VecEnv) else env
 
 
 def supervised_examples(policy: Any, env: Any, max_examples: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Encode the env's examples as (prompt_ids (P,), prompt_mask (P,), target_ids (<=T,)) triples."""
-    call, get = _env_api(env)
-    try:
-        n = int(get("num_examples"))
-        tokenizer = get("tokenizer")
-    except AttributeError as e:
-        raise TextEnvsError(
-            "warm_start expected a text_envs env exposing num_examples, example_text(i), encode_prompt(text) and "
-            f"tokenizer, got {type(env).__name__} ({e})"
-        ) from e
-    if max_examples is not None:
-        n = min(n, int(max_examples))
-    if n <= 0:
-        raise TextEnvsError(f"warm_start expected an env with at least one example, got num_examples={n}")
-    eos = tokenizer.eos_token_id
-    out = []
-    for i in range(n):
-        prompt_text, references = call("example_text", i)
-        if not references:
-            continue
-        ids, mask = call("encode_prompt", prompt_text)
-        # no special tokens: a Llama/Mistral-style tokenizer would start the target with its BOS, which the env's
-        # policy never writes (its generated ids hold the text's tokens, then EOS)
-        target = list(tokenizer(references[0], add_special_tokens=False)["input_ids"])
-        if eos is not None and (not target or target[-1] != eos):
-            target.append(eos)
-        target = target[: policy.T]
-        if target:
-            out.append((np.asarray(ids, dtype=np.int64), np.asarray(mask, dtype=np.int64), np.asarray(target)))
-    if not out:
-        raise TextEnvsError("warm_start found no example with a non-empty reference")
-    return out
+    """:func:`lm_core.warm_start.supervised_examples`; ``env`` may also be an SB3 ``VecEnv``."""
+    return _supervised_examples(policy, _source(env), max_examples)
 
 
 def warm_start(
@@ -82,69 +64,10 @@ def warm_start(
     verbose: int = 0,
     max_seconds: float | None = None,
 ) -> list[float]:
-    """Teacher-forced cross-entropy on the env's references, through the policy's own distribution.
+    """:func:`lm_core.warm_start.warm_start` (the same parameters); ``env`` may also be an SB3 ``VecEnv``.
 
-    :param policy: an ``LLMPolicy`` (e.g. ``model.policy``)
-    :param env: the env (gymnasium env or SB3 VecEnv) whose examples to imitate
-    :param epochs: passes over the examples
-    :param batch_size: episodes per step
-    :param learning_rate: Adam learning rate (a fresh optimizer; the policy's own is left untouched)
-    :param max_examples: use only the first examples (``None``: all)
-    :param update_reference: make the warm-started weights the KL reference and mask model
-    :param seed: shuffling seed
-    :param verbose: 1 prints the mean loss of each epoch
-    :param max_seconds: stop after this much wall time (checked after each batch; ``None``: run every epoch),
-        e.g. to compare with an RL run of the same wall time
     :return: mean token loss (nats) of each epoch (the last one may be partial)
     """
-    if epochs < 1 or batch_size < 1:
-        raise TextEnvsError(f"expected epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
-    data = supervised_examples(policy, env, max_examples)
-    device = policy.device
-    optimizer = th.optim.Adam([p for n, p in policy.named_parameters() if "value" not in n], lr=learning_rate)
-    rng = np.random.default_rng(seed)
-    policy.set_training_mode(True)
-    losses = []
-    start = time.perf_counter()
-    out_of_time = False
-    for epoch in range(epochs):
-        order = rng.permutation(len(data))
-        total, count = 0.0, 0
-        for lo in range(0, len(order), batch_size):
-            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-                out_of_time = True
-                break
-            items = [data[i] for i in order[lo : lo + batch_size]]
-            L = max(len(t) for _, _, t in items)
-            tokens = np.zeros((len(items), L), dtype=np.int64)
-            for j, (_, _, t) in enumerate(items):
-                tokens[j, : len(t)] = t
-            lens = [len(t) for _, _, t in items]
-            batch = EpisodeBatch(
-                prompt_ids=th.as_tensor(np.stack([p for p, _, _ in items]), device=device),
-                prompt_mask=th.as_tensor(np.stack([m for _, m, _ in items]), device=device),
-                tokens=th.as_tensor(tokens, device=device),
-                out_episode=th.as_tensor(np.repeat(np.arange(len(items)), lens), device=device),
-                out_pos=th.as_tensor(np.concatenate([np.arange(n) for n in lens]), device=device),
-            )
-            targets = batch.tokens[batch.out_episode, batch.out_pos]
-            with policy._attention_context():
-                logits, _, _ = policy._episode_outputs(batch)  # (N, V)
-            log_probs = policy.distribution_logits(logits).log_softmax(-1)
-            loss = -log_probs.gather(-1, targets[:, None]).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(targets)
-            count += len(targets)
-        if count:
-            losses.append(total / count)
-            if verbose:
-                print(f"warm_start epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
-        if out_of_time:
-            break
-    policy.set_training_mode(False)
-    policy.reset_cache()
-    if update_reference:
-        policy.update_reference()
-    return losses
+    return _warm_start(policy, _source(env), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                       max_examples=max_examples, update_reference=update_reference, seed=seed, verbose=verbose,
+                       max_seconds=max_seconds)

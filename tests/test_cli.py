@@ -99,7 +99,8 @@ def test_summarization_run_with_the_supervised_comparison(tmp_path):
 
 
 def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
-    """`text-envs bench` on a tiny preset: one row per (method, seed), a mean ± std table, a CSV and a plot."""
+    """`text-envs bench` on a tiny preset: one row per (method, seed), an IQM [95% CI] table that keeps the
+    mean ± std, a CSV and a plot."""
     import csv
 
     from text_envs_app import experiment
@@ -116,6 +117,10 @@ def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
         assert len(list(csv.DictReader(f))) == len(rows)
     md = (tmp_path / "bench" / "results.md").read_text()
     assert all(f"| {m} |" in md for m in experiment.BENCH_METHODS) and " ± " in md
+    from text_envs_app.bench import aggregate
+
+    ppo = aggregate([r["reward"] for r in rows if r["method"] == "ppo"])
+    assert f"| ppo | {ppo.cell()} |" in md  # the reward column: IQM [CI low, CI high]
     assert (tmp_path / "bench" / "results.png").stat().st_size > 0
 
 

@@ -1,4 +1,4 @@
-"""The layers import only downward: text_envs < sb3_ext < text_envs_app (docs/ARCHITECTURE.md).
+"""The layers import only downward: text_envs < lm_core < sb3_ext < text_envs_app (docs/ARCHITECTURE.md).
 
 Checked on the source, every import statement included (the lazy ones inside functions too), so a training
 import hidden in a rarely run branch of the env package still fails here.
@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "text_envs": {"sb3_ext", "text_envs_app", "stable_baselines3", "sb3_contrib", "ray"},
+    "text_envs": {"lm_core", "sb3_ext", "text_envs_app", "stable_baselines3", "sb3_contrib", "ray"},
+    "lm_core": {"sb3_ext", "text_envs_app", "stable_baselines3", "sb3_contrib", "ray"},
     "sb3_ext": {"text_envs_app"},
 }
 

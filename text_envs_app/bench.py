@@ -4,7 +4,7 @@ Each run (task, method, KL coefficient, seed) trains the shipped model with the 
 tokens (the RL algorithms through SB3; ``supervised`` by teacher forcing on as many train references as fit in
 the same budget; ``greedy``/``sampled`` are the start model itself), then evaluates it on the task's test split
 and records the task reward, its metrics, the KL to the start model and the start model's perplexity of the
-generations (the fluency figure of :mod:`sb3_ext.fluency`).
+generations (the fluency figure: ``start_model_perplexity``).
 
 Aggregation (Agarwal et al. 2021, "Deep RL at the edge of the statistical precipice"): per method the
 **interquartile mean** over seeds (the mean of the middle 50% of runs: :func:`iqm`) with a 95% **stratified
@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -65,7 +64,7 @@ class BenchTask:
 
 
 CONTINUATION = BenchTask(
-    "TextContinuation-v0", "continuation/sentiment", reward="sentiment", metrics=("sentiment",),
+    "TextContinuation-v0", "continuation/sentiment", reward="sentiment", metrics=(),
 )
 """Continue a review; reward: VADER's positive sentiment in [0, 1]. Half the references continue negatively, so
 imitation cannot reach what RL can (the preference task of RL4LMs' IMDB and TRL's sentiment example)."""
@@ -77,11 +76,15 @@ FAITHFUL_SUMMARIZATION = BenchTask(
 reward: ROUGE-L and the share of the summary's facts found in the document, half each."""
 
 BENCH_PRESETS: dict[str, dict[str, Any]] = {
-    # the new tasks, where a reward measures what the references do not have: every method, 5 seeds, one KL
-    # coefficient; meant to finish in under 30 minutes on 2 CPU cores (see README, "text-envs bench")
-    "rl-small": dict(envs=(CONTINUATION,), steps=4_096, n_envs=16, n_steps=64, eval_examples=64, seeds=5,
-                     kl_coefs=(0.05,), curve_points=3, curve_examples=32, methods=BENCH_METHODS),
-    # both new tasks, 10 seeds, three KL coefficients (the reward/KL frontier), 8x the budget: a GPU or a long run
+    # the new tasks, where a reward measures what the references do not have: 5 seeds, one KL coefficient; meant
+    # to finish in under 30 minutes on 2 CPU cores (one seed of these six methods: 257 s). Every method but TRPO:
+    # its 8,192-token run took 333 s here (10 critic passes, 15 conjugate-gradient steps and a line search through
+    # the LM per update) against PPO's 66 s, and 5 seeds of it alone take 28 minutes; --methods adds it (rl-full
+    # has it). benchmarks/RESULTS.md section 9.
+    "rl-small": dict(envs=(CONTINUATION,), steps=8_192, n_envs=16, n_steps=64, eval_examples=64, seeds=5,
+                     kl_coefs=(0.05,), curve_points=5, curve_examples=32,
+                     methods=tuple(m for m in BENCH_METHODS if m != "trpo")),
+    # both new tasks, 10 seeds, three KL coefficients (the reward/KL frontier), 4x the budget: a GPU or a long run
     "rl-full": dict(envs=(CONTINUATION, FAITHFUL_SUMMARIZATION), steps=32_768, n_envs=32, n_steps=64,
                     eval_examples=200, seeds=10, kl_coefs=(0.01, 0.05, 0.2), curve_points=6, curve_examples=64,
                     methods=BENCH_METHODS),
@@ -202,9 +205,12 @@ def _config(method: str, task: BenchTask, seed: int, preset: dict[str, Any], kl_
     extra: dict[str, Any] = {} if kl_coef is None else {"kl_coef": kl_coef}
     if "n_steps" in preset:
         extra["n_steps"] = preset["n_steps"]
-    return TrainConfig(env=task.env, algo=method if method in ALGORITHMS else "ppo", steps=preset["steps"],
-                       seed=seed, n_envs=preset["n_envs"], eval_examples=preset["eval_examples"],
-                       reward=task.reward, gym_kwargs=dict(task.env_kwargs) or None, **extra)
+    cfg = TrainConfig(env=task.env, algo=method if method in ALGORITHMS else "ppo", steps=preset["steps"],
+                      seed=seed, n_envs=preset["n_envs"], eval_examples=preset["eval_examples"],
+                      reward=task.reward, gym_kwargs=dict(task.env_kwargs) or None,
+                      device=preset.get("device", "cpu"), **extra)
+    cfg.check_device()  # "auto" becomes the device used; "cuda" without one is refused
+    return cfg
 
 
 class GreedyCurve:
@@ -237,7 +243,15 @@ class GreedyCurve:
                 self.start_value = start_value
 
             def evaluate_now(self) -> float:
-                return greedy_reward(self.model.policy, cfg, examples)
+                import torch as th
+
+                states = random.getstate(), np.random.get_state(), th.get_rng_state()
+                try:
+                    return greedy_reward(self.model.policy, cfg, examples)
+                finally:  # the training run goes on as if nothing had been evaluated
+                    random.setstate(states[0])
+                    np.random.set_state(states[1])
+                    th.set_rng_state(states[2])
 
             def _record(self) -> None:
                 tokens = int(self.num_timesteps)
@@ -267,20 +281,11 @@ class GreedyCurve:
 
 
 def greedy_reward(policy: Any, cfg: Any, examples: int, split: str = "validation") -> float:
-    """Mean env reward of ``policy``'s greedy texts on the first ``examples`` of ``split`` (the random states
-    are left as they were)."""
-    import torch as th
-
+    """Mean env reward of ``policy``'s greedy texts on the first ``examples`` of ``split`` of ``cfg``'s env."""
     from text_envs import evaluation
 
-    states = random.getstate(), np.random.get_state(), th.get_rng_state()
-    try:
-        result = evaluation.evaluate(cfg.env, policy, split=split, n_examples=examples, deterministic=True,
-                                     metrics=(), batch_size=min(32, examples), seed=0, env_kwargs=cfg.env_kwargs())
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        th.set_rng_state(states[2])
+    result = evaluation.evaluate(cfg.env, policy, split=split, n_examples=examples, deterministic=True,
+                                 metrics=(), batch_size=min(32, examples), seed=0, env_kwargs=cfg.env_kwargs())
     return float(result.table["reward"])
 
 
@@ -339,6 +344,7 @@ def _bench_one(method: str, task: BenchTask | str, seed: int, preset: dict[str, 
     if method not in BENCH_METHODS:
         raise unknown_name("method", method, BENCH_METHODS)
     cfg = _config(method, task, seed, preset, kl_coef if method in RL_METHODS else None)
+    threads = th.get_num_threads()  # kept: a library call may change it, and every run must get the same
     set_random_seed(seed)
     t0 = time.time()
     venv = make_train_env(cfg)
@@ -362,7 +368,7 @@ def _bench_one(method: str, task: BenchTask | str, seed: int, preset: dict[str, 
         venv.close()
     table["wall_s"] = time.time() - t0
     del model
-    th.set_num_threads(max(1, os.cpu_count() or 1))
+    th.set_num_threads(threads)
     return table
 
 
@@ -385,7 +391,8 @@ def _check_kl_coefs(kl_coefs: Sequence[float]) -> tuple[float, ...]:
 
 def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrite: bool = False,
                   methods: Sequence[str] | None = None, kl_coefs: Sequence[float] | None = None,
-                  reps: int = BOOTSTRAP_REPS, log: Callable[[str], Any] = print) -> list[dict[str, Any]]:
+                  reps: int = BOOTSTRAP_REPS, device: str = "cpu",
+                  log: Callable[[str], Any] = print) -> list[dict[str, Any]]:
     """Every method on every task of a preset, with the same seeds and the same budget in generated tokens.
 
     :param preset_name: a key of :data:`BENCH_PRESETS`.
@@ -395,6 +402,7 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
     :param kl_coefs: the RL methods' KL coefficients, one run each (None: the preset's); two or more draw the
         reward/KL frontier.
     :param reps: bootstrap samples of each confidence interval.
+    :param device: the torch device of every run: cpu, cuda or auto.
     :return: one dict per run: ``task``, ``env``, ``method``, ``kl_coef`` (None for methods that do not train by
         RL), ``seed``, the metric table and ``wall_s``.
 
@@ -407,7 +415,8 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
 
     if preset_name not in BENCH_PRESETS:
         raise unknown_name("preset", preset_name, BENCH_PRESETS)
-    preset = BENCH_PRESETS[preset_name]
+    preset = dict(BENCH_PRESETS[preset_name], device=device)
+    TrainConfig(device=device).check_device()
     tasks = tuple(_as_task(t) for t in preset["envs"])
     seeds = int(preset.get("seeds", 5) if seeds is None else seeds)
     if seeds < 1:
@@ -511,7 +520,7 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: dict[st
                                                            "kl", "start_ppl", "gen_len", "wall_s")
                               and isinstance(first[k], (int, float))] + ["kl", "start_ppl", "gen_len"]
         shown = [k for k in shown if any(k in r for rs in runs_of.values() for r in rs)]
-        md += [f"\n## {task} ({first['env']})\n",
+        md += [f"\n## {task}" + (f" ({first['env']})" if first["env"] != task else "") + "\n",
                "| method | " + " | ".join(shown) + " | reward mean ± std | wall s | runs |",
                "|---|" + "---:|" * (len(shown) + 3)]
         for (method, coef), runs in runs_of.items():

@@ -382,7 +382,7 @@ def _baseline_wrapper(env: Any, baseline: str, pool: Any) -> Any:
 
 def attach_baseline(venv: Any, start_lm: Any) -> None:
     """Give the envs' ``SelfCriticalReward`` the frozen starting model's greedy decoding (no-op without one)."""
-    from sb3_ext.backends import greedy_baseline
+    from lm_core.backends import greedy_baseline
     from text_envs.wrappers import SelfCriticalReward
 
     if not any(venv.env_is_wrapped(SelfCriticalReward)):
@@ -462,7 +462,7 @@ def start_model_ppl(reference_lm: Any, cfg: TrainConfig, generations: list[dict[
     rises when the policy drifts into text the start model finds unlikely; see ``sb3_ext.fluency``)."""
     import gymnasium as gym
 
-    from sb3_ext.fluency import start_model_perplexity
+    from lm_core.fluency import start_model_perplexity
 
     env = gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs())
     return start_model_perplexity(reference_lm, env, generations)
@@ -474,7 +474,7 @@ def sequence_kl(policy: Any, reference_lm: Any, cfg: TrainConfig, generations: l
     import gymnasium as gym
     import torch as th
 
-    from sb3_ext.backends import make_backend
+    from lm_core.backends import make_backend
 
     env = gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs()).unwrapped
     ref_backend = make_backend(reference_lm, policy.V)
@@ -918,7 +918,7 @@ def _starting_model(model: Any, cfg: TrainConfig):
     ref = getattr(model.policy, "reference_model", None)
     if ref is not None:
         return ref
-    from sb3_ext.backends import load_model
+    from lm_core.backends import load_model
 
     return load_model(cfg.model) if cfg.model else model.policy._default_model(None)[0]
 

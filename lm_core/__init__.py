@@ -1,0 +1,81 @@
+"""lm_core: the engine-neutral language-model core under the training-engine adapters.
+
+What every adapter (``sb3_ext`` for Stable-Baselines3, an RLlib one beside it) needs around a Hugging Face
+language model used as a token-by-token policy, with no training engine imported (no stable_baselines3,
+sb3_contrib or ray; ``tests/test_layers.py`` checks it):
+
+* ``lm_core.backends``: :func:`load_model`, :func:`tiny_t5_config`, :func:`make_backend` (teacher-forced
+  forwards and the per-row decode cache :class:`~lm_core.backends.DecodeState`), :func:`greedy_baseline`;
+* ``lm_core.static_cache``: the preallocated, ``torch.compile``-able decode cache;
+* ``lm_core.episodes``: :class:`EpisodeBatch` and the teacher-forced per-episode log-probs and outputs;
+* ``lm_core.sampling``: :func:`sample_tokens`; ``lm_core.kl``: KL estimators and coefficient controllers;
+* ``lm_core.lora``: a LoRA model's base as the frozen reference; ``lm_core.tokenizer``: a tokenizer as data;
+* ``lm_core.fluency``: the start model's perplexity of generations; ``lm_core.warm_start``: supervised warm start
+  (``from lm_core.warm_start import warm_start``: the package attribute ``warm_start`` is the module).
+
+Layers: ``text_envs`` < ``lm_core`` < ``sb3_ext`` (and other adapters) < ``text_envs_app``.
+Heavy dependencies (torch, transformers) load on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "load_model",
+    "tiny_t5_config",
+    "make_backend",
+    "ModelLoadError",
+    "LMBackend",
+    "DecodeState",
+    "StaticDecodeState",
+    "greedy_baseline",
+    "EpisodeBatch",
+    "teacher_forced_outputs",
+    "sequence_log_probs",
+    "sample_tokens",
+    "kl_estimate",
+    "FixedKLController",
+    "AdaptiveKLController",
+    "make_kl_controller",
+    "LoraReference",
+    "start_model_perplexity",
+    "sequence_nll",
+    "supervised_examples",
+]
+
+_WHERE = {
+    "load_model": "backends",
+    "tiny_t5_config": "backends",
+    "make_backend": "backends",
+    "ModelLoadError": "backends",
+    "LMBackend": "backends",
+    "DecodeState": "backends",
+    "greedy_baseline": "backends",
+    "StaticDecodeState": "static_cache",
+    "EpisodeBatch": "episodes",
+    "teacher_forced_outputs": "episodes",
+    "sequence_log_probs": "episodes",
+    "sample_tokens": "sampling",
+    "kl_estimate": "kl",
+    "FixedKLController": "kl",
+    "AdaptiveKLController": "kl",
+    "make_kl_controller": "kl",
+    "LoraReference": "lora",
+    "start_model_perplexity": "fluency",
+    "sequence_nll": "fluency",
+    "supervised_examples": "warm_start",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lm_core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
