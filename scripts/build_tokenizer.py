@@ -17,6 +17,7 @@ of its own. The script ends with a coverage report (tokens per Chinese character
 test split of the triples, byte-fallback counts)::
 
     python scripts/build_tokenizer.py --with-zh-fr --vocab-size 6000 --out /tmp/tok
+    python scripts/build_tokenizer.py --with-zh-fr --with-reviews --vocab-size 6000   # the next shipped build
 
 Conventions (T5 / Llama style):
 
@@ -49,22 +50,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from text_envs.data.generators import dialogue_row, summarization_row, translation_row  # noqa: E402
+from text_envs.data.reviews import review_row  # noqa: E402
 from text_envs.data.translation_pairs import lexicon_texts, translation_pair_row  # noqa: E402
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]
 PREFIXES = {"summarization": "summarize: ", "translation": "translate English to Syn: ", "dialogue": "dialogue: ",
-            "en-zh": "translate English to Chinese: ", "fr-zh": "translate French to Chinese: "}
+            "en-zh": "translate English to Chinese: ", "fr-zh": "translate French to Chinese: ",
+            "continuation": "continue: "}
 DEFAULT_OUT = ROOT / "text_envs" / "assets" / "tokenizer"
 CJK_PUNCTUATION = "[，。！？；：、（）「」《》]"
 # The shipped tokenizer predates the English / French / Chinese triples (issue 17): the default build
 # reproduces it. The next rebuild of the shipped tokenizer and model passes --with-zh-fr (and sets this True).
 WITH_ZH_FR_DEFAULT = False
+# Likewise the reviews of TextContinuation-v0 (issue 12): --with-reviews adds them as the task prompts them.
+WITH_REVIEWS_DEFAULT = False
 
 
-def training_texts(rows_per_level: int, with_zh_fr: bool = WITH_ZH_FR_DEFAULT) -> Iterator[str]:
+def training_texts(rows_per_level: int, with_zh_fr: bool = WITH_ZH_FR_DEFAULT,
+                   with_reviews: bool = WITH_REVIEWS_DEFAULT) -> Iterator[str]:
     """Prompts and references of the first ``rows_per_level`` train rows of every task and difficulty
-    (``with_zh_fr``: also the English / French / Chinese triples)."""
+    (``with_zh_fr``: also the English / French / Chinese triples; ``with_reviews``: also the reviews)."""
     for level in (1, 2, 3):
         for i in range(rows_per_level):
             row = summarization_row("train", i, level)
@@ -77,6 +83,10 @@ def training_texts(rows_per_level: int, with_zh_fr: bool = WITH_ZH_FR_DEFAULT) -
             pair = translation_row("train", i, level)["translation"]
             yield PREFIXES["translation"] + pair["en"]
             yield pair["syn"]
+            if with_reviews:
+                review = review_row("train", i, level)
+                yield PREFIXES["continuation"] + review["prompt"]
+                yield review["continuation"]
             if not with_zh_fr:
                 continue
             triple = translation_pair_row("train", i, level)["translation"]
@@ -119,7 +129,22 @@ def coverage(path: Path, rows: int = 1000) -> dict[str, float]:
             "tokens": total, "lexicon_byte_fallback_tokens": lexicon_bytes}
 
 
-def build(out: Path, vocab_size: int, rows_per_level: int, with_zh_fr: bool = WITH_ZH_FR_DEFAULT) -> Path:
+def review_tokens_per_word(path: Path, rows: int = 1000) -> float:
+    """Tokens per whitespace-separated word of the TEST split's reviews (all difficulties, ``rows`` each)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tokens = words = 0
+    for level in (1, 2, 3):
+        for i in range(rows):
+            text = review_row("test", i, level)["text"]
+            tokens += len(tok.encode(text, add_special_tokens=False).ids)
+            words += len(text.split())
+    return tokens / words
+
+
+def build(out: Path, vocab_size: int, rows_per_level: int, with_zh_fr: bool = WITH_ZH_FR_DEFAULT,
+          with_reviews: bool = WITH_REVIEWS_DEFAULT) -> Path:
     """Train the tokenizer and write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json``."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -144,7 +169,7 @@ def build(out: Path, vocab_size: int, rows_per_level: int, with_zh_fr: bool = WI
         limit_alphabet=1000 if with_zh_fr else 200,
         show_progress=False,
     )
-    tok.train_from_iterator(training_texts(rows_per_level, with_zh_fr), trainer=trainer)
+    tok.train_from_iterator(training_texts(rows_per_level, with_zh_fr, with_reviews), trainer=trainer)
     eos = tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
@@ -185,9 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--with-zh-fr", action=argparse.BooleanOptionalAction, default=WITH_ZH_FR_DEFAULT,
                         help="also train on the English / French / Chinese triples, keep every character as a "
                              "piece and split off Chinese punctuation (default: %(default)s, the shipped build)")
+    parser.add_argument("--with-reviews", action=argparse.BooleanOptionalAction, default=WITH_REVIEWS_DEFAULT,
+                        help="also train on the reviews of TextContinuation-v0 (default: %(default)s, the shipped "
+                             "build)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    path = build(args.out, args.vocab_size, args.rows, args.with_zh_fr)
+    path = build(args.out, args.vocab_size, args.rows, args.with_zh_fr, args.with_reviews)
     seconds = time.perf_counter() - start
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     vocab = len(json.loads(path.read_text("utf-8"))["model"]["vocab"])
@@ -198,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{cov['fr_tokens_per_word']:.3f} tokens per French word ({cov['fr_single_piece_words']:.1%} one piece), "
           f"{cov['byte_fallback_tokens']} byte-fallback tokens of {cov['tokens']}; lexicon: "
           f"{cov['lexicon_byte_fallback_tokens']} byte-fallback tokens")
+    print(f"test split of the reviews: {review_tokens_per_word(path):.3f} tokens per word")
 
 
 if __name__ == "__main__":
