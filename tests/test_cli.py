@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from text_envs_app.cli import main
-from text_envs_app.experiment import TrainConfig, load_config_file
+from text_envs_app.experiment import load_config_file
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

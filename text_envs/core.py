@@ -7,6 +7,7 @@ observation contract shared with :mod:`sb3_ext`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -16,7 +17,7 @@ from gymnasium import spaces
 from text_envs.data.sources import Example, ExampleSource
 from text_envs.errors import TextEnvsError, TokenizerMismatchError
 
-__all__ = ["TextGenerationEnv"]
+__all__ = ["TextGenerationEnv", "score_texts"]
 
 _PROMPT_CACHE_SIZE = 4096  # tokenized prompts kept per env (a few MB at most)
 
@@ -39,6 +40,34 @@ def _token_id(action: Any) -> int:
     if arr.dtype.kind == "f" and not (np.isfinite(value) and float(value).is_integer()):
         raise bad
     return int(value)
+
+
+def score_texts(reward: Any, texts: list[str], examples: Sequence[Any], indices: Sequence[int]) -> list[dict[str, float]]:
+    """Score ``texts`` (one per example) with one ``reward.compute`` call; each text's ``{metric: value}``.
+
+    A reward that raises, or returns NaN/inf, stops with an error naming the data's example(s) (``indices``), so a
+    user's reward failing deep in a run says where. Shared by the single env and the native vector env.
+    """
+    try:
+        values = reward.compute(texts, [list(ex.references) for ex in examples], [ex.prompt for ex in examples])
+    except Exception as e:
+        what = str(e) if isinstance(e, TextEnvsError) else f"it raised {type(e).__name__}: {e}"
+        if len(texts) == 1:
+            where = f"on example {indices[0]} of the data (prompt {examples[0].prompt[:80]!r}, generated {texts[0][:80]!r})"
+        else:
+            where = (f"scoring example(s) {list(indices)} of the data (generated {[t[:80] for t in texts]!r}; an "
+                     "'example k' below counts within this list)")
+        raise TextEnvsError(f"The reward {reward.name!r} failed {where}: {what}") from e
+    scores: list[dict[str, float]] = [{} for _ in texts]
+    for name, vals in values.items():
+        for k, text in enumerate(texts):
+            v = float(vals[k])
+            if not np.isfinite(v):
+                raise TextEnvsError(
+                    f"The reward {name!r} returned {v} for example {indices[k]} (generated {text!r}): rewards must "
+                    "be finite.")
+            scores[k][name] = v
+    return scores
 
 
 class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
@@ -318,25 +347,7 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         return 0.0
 
     def _score(self, text: str) -> dict[str, float]:
-        example = self.example
-        try:
-            values = self.reward.compute([text], [list(example.references)], [example.prompt])
-        except Exception as e:  # a user's reward failing deep in a run: say which example it failed on
-            what = str(e) if isinstance(e, TextEnvsError) else f"it raised {type(e).__name__}: {e}"
-            raise TextEnvsError(
-                f"The reward {self.reward.name!r} failed on example {self._example_index} of the data (prompt "
-                f"{example.prompt[:80]!r}, generated {text[:80]!r}): {what}"
-            ) from e
-        out = {}
-        for name, vals in values.items():
-            v = float(vals[0])
-            if not np.isfinite(v):
-                raise TextEnvsError(
-                    f"The reward {name!r} returned {v} for example {self._example_index} "
-                    f"(generated {text!r}): rewards must be finite."
-                )
-            out[name] = v
-        return out
+        return score_texts(self.reward, [text], [self.example], [self._example_index])[0]
 
     def _finish(self, reason: str) -> dict[str, Any]:
         """Decode once, score, and build the final ``info``."""

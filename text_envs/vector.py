@@ -40,7 +40,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from text_envs.core import TextGenerationEnv
+from text_envs.core import TextGenerationEnv, score_texts
 from text_envs.errors import TextEnvsError
 from text_envs.wrappers import _prompt_key, _score_baselines, _store_decodings
 
@@ -387,25 +387,7 @@ class TextGenerationVectorEnv(VectorEnv):
 
     def _score_rows(self, rows: np.ndarray, texts: list[str], examples: list[Any]) -> list[dict[str, float]]:
         """The task reward's values of ``texts`` (those of ``rows``), one ``reward.compute`` call."""
-        env = self.single_env
-        scores: list[dict[str, float]] = [{} for _ in texts]
-        try:
-            values = env.reward.compute(texts, [list(ex.references) for ex in examples], [ex.prompt for ex in examples])
-        except Exception as e:  # a user's reward failing deep in a run: say which examples it was scoring
-            what = str(e) if isinstance(e, TextEnvsError) else f"it raised {type(e).__name__}: {e}"
-            raise TextEnvsError(
-                f"The reward {env.reward.name!r} failed scoring example(s) "
-                f"{[int(self._index[r]) for r in rows.tolist()]} of the data (generated {[t[:80] for t in texts]!r}; "
-                f"an 'example k' below counts within this list): {what}") from e
-        for name, vals in values.items():
-            for k in range(len(texts)):
-                v = float(vals[k])
-                if not np.isfinite(v):
-                    raise TextEnvsError(
-                        f"The reward {name!r} returned {v} for example {int(self._index[rows[k]])} (generated "
-                        f"{texts[k]!r}): rewards must be finite.")
-                scores[k][name] = v
-        return scores
+        return score_texts(self.single_env.reward, texts, examples, [int(self._index[r]) for r in rows.tolist()])
 
     def _shape(self, rows: np.ndarray, rewards: np.ndarray) -> None:
         if not len(rows):
