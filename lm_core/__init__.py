@@ -4,11 +4,13 @@ What every adapter (``sb3_ext`` for Stable-Baselines3, an RLlib one beside it) n
 language model used as a token-by-token policy, with no training engine imported (no stable_baselines3,
 sb3_contrib or ray; ``tests/test_layers.py`` checks it):
 
-* ``lm_core.backends``: :func:`load_model`, :func:`tiny_t5_config`, :func:`make_backend` (teacher-forced
-  forwards and the per-row decode cache :class:`~lm_core.backends.DecodeState`), :func:`greedy_baseline`;
+* ``lm_core.backends``: :func:`load_model`, :func:`tiny_t5_config`, :func:`default_model`, :func:`make_backend`
+  (teacher-forced forwards and the per-row decode cache :class:`~lm_core.backends.DecodeState`),
+  :func:`greedy_baseline`;
 * ``lm_core.static_cache``: the preallocated, ``torch.compile``-able decode cache;
 * ``lm_core.episodes``: :class:`EpisodeBatch` and the teacher-forced per-episode log-probs and outputs;
-* ``lm_core.sampling``: :func:`sample_tokens`; ``lm_core.kl``: KL estimators and coefficient controllers;
+* ``lm_core.sampling``: :func:`sample_tokens`, :func:`distribution_logits` (temperature, frozen top-k/top-p
+  support); ``lm_core.kl``: KL estimators and coefficient controllers;
 * ``lm_core.lora``: a LoRA model's base as the frozen reference; ``lm_core.tokenizer``: a tokenizer as data;
 * ``lm_core.fluency``: the start model's perplexity of generations; ``lm_core.warm_start``: supervised warm start
   (``from lm_core.warm_start import warm_start``: the package attribute ``warm_start`` is the module).
@@ -25,6 +27,7 @@ from typing import Any
 __all__ = [
     "load_model",
     "tiny_t5_config",
+    "default_model",
     "make_backend",
     "ModelLoadError",
     "LMBackend",
@@ -35,6 +38,8 @@ __all__ = [
     "teacher_forced_outputs",
     "sequence_log_probs",
     "sample_tokens",
+    "support_mask",
+    "distribution_logits",
     "kl_estimate",
     "FixedKLController",
     "AdaptiveKLController",
@@ -48,6 +53,7 @@ __all__ = [
 _WHERE = {
     "load_model": "backends",
     "tiny_t5_config": "backends",
+    "default_model": "backends",
     "make_backend": "backends",
     "ModelLoadError": "backends",
     "LMBackend": "backends",
@@ -58,6 +64,8 @@ _WHERE = {
     "teacher_forced_outputs": "episodes",
     "sequence_log_probs": "episodes",
     "sample_tokens": "sampling",
+    "support_mask": "sampling",
+    "distribution_logits": "sampling",
     "kl_estimate": "kl",
     "FixedKLController": "kl",
     "AdaptiveKLController": "kl",

@@ -45,6 +45,7 @@ __all__ = [
     "load_model",
     "make_backend",
     "tiny_t5_config",
+    "default_model",
     "greedy_baseline",
 ]
 
@@ -130,6 +131,35 @@ def load_model(spec: Any, dtype: th.dtype | None = None) -> nn.Module:
     if dtype is not None:
         model = model.to(dtype)
     return model
+
+
+def default_model(vocab_size: int, dtype: th.dtype | None = None) -> tuple[nn.Module, Any]:
+    """The model a policy gets when none is named: the shipped tiny T5 (``text_envs/assets/model``) when the
+    shipped tokenizer has exactly ``vocab_size`` tokens, else a random :func:`tiny_t5_config` model sized to it.
+
+    The random model's logits are spread over tens of nats; its decoder's final layer norm is scaled by 0.02 so
+    that it starts near-uniform and RL can explore. Seed torch first for the same weights in every process.
+
+    :param vocab_size: the action space's ``V``
+    :param dtype: optional parameter dtype
+    :return: (model, the shipped tokenizer or ``None`` for the random model)
+    """
+    import text_envs
+
+    asset = os.path.join(os.path.dirname(os.path.abspath(text_envs.__file__)), "assets", "model")
+    if os.path.isfile(os.path.join(asset, "config.json")):
+        try:
+            from text_envs.tokenization import load_tokenizer
+
+            tok = load_tokenizer()
+        except Exception:  # the shipped tokenizer is optional here: fall back to the tiny model
+            tok = None
+        if tok is not None and len(tok) == vocab_size:
+            return load_model(asset, dtype), tok
+    model = load_model(tiny_t5_config(vocab_size), dtype)
+    with th.no_grad():
+        model.decoder.final_layer_norm.weight.mul_(0.02)
+    return model, None
 
 
 def _is_seq2seq(model: nn.Module) -> bool:

@@ -42,11 +42,11 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.distributions import Categorical
 
-from lm_core.backends import DecodeState, LMBackend, load_model, make_backend, tiny_t5_config
+from lm_core.backends import DecodeState, LMBackend, default_model, load_model, make_backend
 from lm_core.episodes import OBS_KEYS, EpisodeBatch, sequence_log_probs, teacher_forced_outputs, trimmed_tokens
 from lm_core.kl import KL_ESTIMATORS, kl_estimate, make_kl_controller
 from lm_core.lora import LoraReference, merge_lora_adapters
-from lm_core.sampling import sample_tokens
+from lm_core.sampling import distribution_logits, sample_tokens, support_mask
 from lm_core.static_cache import StaticDecodeState, check_compile_option
 from lm_core.tokenizer import deserialize_tokenizer, serialize_tokenizer
 from text_envs.errors import TextEnvsError, TokenizerMismatchError, unknown_name
@@ -385,28 +385,7 @@ class LLMPolicy(BasePolicy):
         )
 
     def _default_model(self, dtype: th.dtype | None) -> tuple[nn.Module, Any]:
-        here = os.path.dirname(os.path.abspath(__file__))
-        asset = os.path.join(os.path.dirname(here), "text_envs", "assets", "model")
-        try:
-            import text_envs
-
-            asset = os.path.join(os.path.dirname(os.path.abspath(text_envs.__file__)), "assets", "model")
-        except ImportError:
-            pass
-        if os.path.isfile(os.path.join(asset, "config.json")):
-            try:
-                from text_envs.tokenization import load_tokenizer
-
-                tok = load_tokenizer()
-            except Exception:  # the shipped tokenizer is optional here: fall back to the tiny model
-                tok = None
-            if tok is not None and len(tok) == self.V:
-                return load_model(asset, dtype), tok
-        model = load_model(tiny_t5_config(self.V), dtype)
-        # random T5 logits are spread over tens of nats: start near-uniform so that RL can explore
-        with th.no_grad():
-            model.decoder.final_layer_norm.weight.mul_(0.02)
-        return model, None
+        return default_model(self.V, dtype)
 
     @staticmethod
     def _try_tokenizer(path: Any) -> Any:
@@ -749,18 +728,7 @@ class LLMPolicy(BasePolicy):
 
     def _support(self, mask_logits: th.Tensor) -> th.Tensor:
         """(N, V) bool: tokens kept by top-k / top-p of the frozen mask model (at the policy's temperature)."""
-        scores = mask_logits.float() / self.temperature
-        keep = th.ones_like(scores, dtype=th.bool)
-        if self.top_k is not None and self.top_k < scores.shape[-1]:
-            kth = scores.topk(self.top_k, dim=-1).values[:, -1:]
-            keep &= scores >= kth
-        if self.top_p is not None and self.top_p < 1.0:
-            sorted_scores, order = scores.sort(dim=-1, descending=True)
-            probs = sorted_scores.softmax(-1)
-            mass_before = probs.cumsum(-1) - probs
-            keep_sorted = mass_before < self.top_p  # the most likely token is always kept
-            keep &= th.zeros_like(keep).scatter(-1, order, keep_sorted)
-        return keep
+        return support_mask(mask_logits, self.temperature, self.top_k, self.top_p)
 
     def distribution_logits(
         self, logits: th.Tensor, mask_logits: th.Tensor | None = None, taken: th.Tensor | None = None
@@ -772,15 +740,7 @@ class LLMPolicy(BasePolicy):
         the top-k / top-p boundary can flip out; without this its stored action would get log-prob -inf and
         the PPO ratio would explode.
         """
-        logits = logits.float() / self.temperature
-        if mask_logits is not None:
-            support = self._support(mask_logits)
-            if taken is not None:  # -1: unknown, nothing added
-                taken = taken.long().reshape(-1, 1)
-                index = taken.clamp(min=0)
-                support = support.scatter(-1, index, support.gather(-1, index) | (taken >= 0))
-            logits = logits.masked_fill(~support, th.finfo(logits.dtype).min)
-        return logits
+        return distribution_logits(logits, self.temperature, mask_logits, self.top_k, self.top_p, taken)
 
     def _distribution(
         self, logits: th.Tensor, mask_logits: th.Tensor | None, taken: th.Tensor | None = None

@@ -62,9 +62,9 @@ DEFAULT_OUT = ROOT / "text_envs" / "assets" / "tokenizer"
 CJK_PUNCTUATION = "[，。！？；：、（）「」《》]"
 # The shipped tokenizer predates the English / French / Chinese triples (issue 17): the default build
 # reproduces it. The next rebuild of the shipped tokenizer and model passes --with-zh-fr (and sets this True).
-WITH_ZH_FR_DEFAULT = False
+WITH_ZH_FR_DEFAULT = True
 # Likewise the reviews of TextContinuation-v0 (issue 12): --with-reviews adds them as the task prompts them.
-WITH_REVIEWS_DEFAULT = False
+WITH_REVIEWS_DEFAULT = True
 
 
 def training_texts(rows_per_level: int, with_zh_fr: bool = WITH_ZH_FR_DEFAULT,
@@ -204,7 +204,7 @@ def build(out: Path, vocab_size: int, rows_per_level: int, with_zh_fr: bool = WI
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the shipped one)")
-    parser.add_argument("--vocab-size", type=int, default=4000, help="target vocabulary size (default 4000)")
+    parser.add_argument("--vocab-size", type=int, default=6000, help="target vocabulary size (default 6000)")
     parser.add_argument("--rows", type=int, default=10_000,
                         help="train rows per task and difficulty used as training text (default 10000)")
     parser.add_argument("--with-zh-fr", action=argparse.BooleanOptionalAction, default=WITH_ZH_FR_DEFAULT,

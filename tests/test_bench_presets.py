@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from text_envs.errors import TextEnvsError
-from text_envs_app import bench
+from text_envs_app import bench, curves
 
 
 # ---------------------------------------------------------------------------------------------- aggregation
@@ -162,15 +162,15 @@ def test_greedy_curve_records_evaluations_without_changing_training(monkeypatch)
 
     preset = dict(TINY, steps=96, curve_points=4)
     calls: list[int] = []
-    real = bench.greedy_reward
+    real = curves.greedy_point
 
-    def counting(policy, cfg, examples, split="validation"):
+    def counting(policy, cfg, examples, reference=None, split="validation"):
         calls.append(examples)
         th.rand(3)  # consume random numbers, as a sampled evaluation would
         np.random.rand(3)
-        return real(policy, cfg, examples, split)
+        return real(policy, cfg, examples, reference, split)
 
-    monkeypatch.setattr(bench, "greedy_reward", counting)
+    monkeypatch.setattr(curves, "greedy_point", counting)
     points: list[tuple[int, float]] = []
     with_curve = bench._bench_one("ppo", "TextCopy-v0", 0, preset, kl_coef=0.0, curve=points)
     assert [t for t, _ in points] == [0, 32, 64, 96] and calls == [4, 4, 4, 4]

@@ -57,6 +57,13 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert (out / "hf" / "config.json").exists()
     result = json.loads((out / "results.json").read_text())
     assert result["tokens"] >= 128 and "kl" in result["after"]
+    # the learning curve: greedy reward and KL on fixed validation prompts at the rollout boundaries that pass
+    # each of 8 equal steps of the 128 tokens (two rollouts of 64: each boundary once)
+    curve = result["curve"]
+    assert curve["tokens"] == [0, 64, 128]
+    assert len(curve["greedy"]) == len(curve["sampled"]) == 3
+    for kl in (curve["kl"], curve["sampled_kl"]):  # the start model's KL to itself is 0
+        assert len(kl) == 3 and abs(kl[0]) < 1e-5 and all(k >= -1e-5 for k in kl)
     proc = run_cli("eval", str(out), "--examples", "8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| reward |" in proc.stdout
@@ -82,7 +89,7 @@ def test_summarization_run_with_the_supervised_comparison(tmp_path):
     """The default task on the shipped model: start / PPO / supervised-for-the-same-time columns, the options
     reach the policy, and the saved policy trains in float32 although the shipped weights are stored in fp16."""
     out = tmp_path / "summ"
-    args = ["train", "--steps", "64", "--n-envs", "4", "--n-steps", "16", "--batch-size", "64", "--n-epochs", "1",
+    args = ["train", "--env", "TextSummarization-v0", "--steps", "64", "--n-envs", "4", "--n-steps", "16", "--batch-size", "64", "--n-epochs", "1",
             "--eval-examples", "4", "--difficulty", "2", "--value-lr-scale", "10", "--compare-supervised",
             "--out", str(out)]
     assert main(args) == 0
@@ -145,4 +152,44 @@ def test_bench_evaluates_every_method_on_the_same_data(monkeypatch):
             experiment._bench_one(method, "TextSummarization-v0", 0, preset)
     (env_a, split_a, kw_a, det_a), (env_b, split_b, kw_b, det_b) = seen
     assert (env_a, split_a, kw_a) == (env_b, split_b, kw_b) and (det_a, det_b) == (False, True)
-    assert kw_a["difficulty"] == experiment.TrainConfig.difficulty
+    assert kw_a["difficulty"] == experiment.TrainConfig(env="TextSummarization-v0").embedded_difficulty() == 3
+
+
+def test_main_job_defaults_follow_the_env():
+    """The main job is PPO on TextContinuation-v0: sampled evaluation, KL coefficient 0.5 and difficulty 1 (the warm
+    start's own data); every other env keeps greedy evaluation, 0.02 and difficulty 3; explicit values win."""
+    from text_envs_app.experiment import TrainConfig
+
+    main_job = TrainConfig()
+    assert main_job.env == "TextContinuation-v0"
+    assert (main_job.decoding(), main_job.kl_coefficient(), main_job.embedded_difficulty()) == ("sampled", 0.5, 1)
+    summ = TrainConfig(env="TextSummarization-v0")
+    assert (summ.decoding(), summ.kl_coefficient(), summ.embedded_difficulty()) == ("greedy", 0.02, 3)
+    own = TrainConfig(eval_decoding="greedy", kl_coef=0.0, difficulty=2)
+    assert (own.decoding(), own.kl_coefficient(), own.embedded_difficulty()) == ("greedy", 0.0, 2)
+    with pytest.raises(Exception, match="eval-decoding"):
+        TrainConfig(eval_decoding="beam", eval_examples=4).validate()
+
+
+def test_evaluation_reports_both_decodings_and_keeps_random_state():
+    """The table has the other decoding's reward and KL, and evaluating (sampling reseeds torch) leaves the random
+    states as they were, so an evaluation during training does not change the run."""
+    import random
+
+    import numpy as np
+    import torch as th
+    from stable_baselines3 import PPO
+
+    from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
+    from text_envs_app.experiment import TrainConfig, evaluate_policy_on_split, format_table, make_train_env
+
+    cfg = TrainConfig(env="TextCopy-v0", eval_examples=4, n_envs=2)
+    model = PPO(LLMPolicy, make_train_env(cfg), n_steps=8, rollout_buffer_class=EpisodeRolloutBuffer, seed=0)
+    th.manual_seed(123), np.random.seed(4), random.seed(5)
+    states = th.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    table, _ = evaluate_policy_on_split(model.policy, cfg, reference=model.policy.model)  # KL to itself: 0
+    assert th.equal(states[0], th.get_rng_state()) and (states[1] == np.random.get_state()[1]).all()
+    assert states[2] == random.getstate()
+    assert {"reward", "kl", "sampled_reward", "sampled_kl"} <= set(table)
+    assert abs(table["kl"]) < 1e-5 and abs(table["sampled_kl"]) < 1e-5  # the policy is still the start model
+    assert "sampled_reward and sampled_kl" in format_table({"start": table})

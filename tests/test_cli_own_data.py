@@ -62,8 +62,8 @@ def test_train_on_own_columns_with_a_seeded_split(tmp_path, capsys):
     whole rollouts and says so; samples.md shows the start model's text beside the trained one's."""
     data = _write_jsonl(tmp_path / "news.jsonl", _news_rows(30))
     out = tmp_path / "run"
-    assert main(["train", "--dataset", str(data), "--prompt-field", "article", "--reference-field", "highlights",
-                 "--steps", "10", *TINY, "--eval-examples", "8", "--out", str(out)]) == 0
+    assert main(["train", "--env", "TextSummarization-v0", "--dataset", str(data), "--prompt-field", "article",
+                 "--reference-field", "highlights", "--steps", "10", *TINY, "--eval-examples", "8", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     text = captured.out
     assert "--steps 10 is not a whole number of rollouts (2 envs x 8 steps = 16 tokens each" in text
@@ -101,7 +101,7 @@ def test_train_on_own_columns_with_a_seeded_split(tmp_path, capsys):
 
 def test_a_missing_column_names_the_flags(tmp_path, capsys):
     data = _write_jsonl(tmp_path / "news.jsonl", _news_rows(10))
-    assert main(["train", "--dataset", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", "--env", "TextSummarization-v0", "--dataset", str(data), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "Field 'document' not found" in err and "'article'" in err and "--prompt-field, --reference-field" in err
     assert not (tmp_path / "o").exists()  # refused before an output folder was made
@@ -118,7 +118,8 @@ def test_explicit_train_and_test_files(tmp_path, capsys):
     assert gym.make(cfg.env, split="train", **cfg.env_kwargs()).unwrapped.num_examples == 6
     for bad in (dict(train_file=str(train)), dict(train_file=str(train), test_file=str(test), dataset=str(train)),
                 dict(train_file=str(train), test_file=str(test), eval_split="validation")):
-        assert main(["train", *sum(([f"--{k.replace('_', '-')}", v] for k, v in bad.items()), [])]) == 2
+        flags = sum(([f"--{k.replace('_', '-')}", v] for k, v in bad.items()), [])
+        assert main(["train", "--env", "TextSummarization-v0", *flags]) == 2
         assert "--train-file" in capsys.readouterr().err
 
 
@@ -146,7 +147,8 @@ def test_eval_on_a_users_file_writes_generations(tmp_path, task, capsys):
     assert main(["eval", "--dataset", str(data), *args, "--max-new-tokens", "6", "--env-kwarg", "max_prompt_tokens=48",
                  "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert f"every row of {data}" in text and "on 3 test examples" in text and "| rouge-l |" in text
+    metric = "sentiment-classifier" if task == "continuation" else "rouge-l"  # the table's metrics follow the task
+    assert f"every row of {data}" in text and "on 3 test examples" in text and f"| {metric} |" in text
     lines = [json.loads(x) for x in (out / "generations.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 3
     if task == "continuation":
@@ -158,12 +160,12 @@ def test_eval_on_a_users_file_writes_generations(tmp_path, task, capsys):
     assert [g.get("reference") for g in lines] == refs
     for g in lines:
         assert isinstance(g["prompt"], str) and isinstance(g["generation"], str)
-        for metric in ("rouge-l", "bleu", "meteor", "reward"):
-            assert 0.0 <= g[metric] <= 1.0
+        for name in (metric, "reward") + (("bleu", "meteor") if task != "continuation" else ()):
+            assert 0.0 <= g[name] <= 1.0
     results = json.loads((out / "results.json").read_text())
-    # the table's ROUGE-L is the mean of the per-text scores written beside it
-    assert results["table"]["rouge-l"] == pytest.approx(np.mean([g["rouge-l"] for g in lines]), abs=1e-12)
-    assert results["examples"] == 3 and (out / "results.md").read_text().count("| rouge-l |") == 1
+    # the table's metric is the mean of the per-text scores written beside it
+    assert results["table"][metric] == pytest.approx(np.mean([g[metric] for g in lines]), abs=1e-12)
+    assert results["examples"] == 3 and (out / "results.md").read_text().count(f"| {metric} |") == 1
 
 
 def test_translation_languages_from_the_field_names(tmp_path, wmt16_sample, capsys):
@@ -214,7 +216,7 @@ def test_split_rule_is_seeded_disjoint_and_refuses_empty_splits(tmp_path):
 
 def test_cli_refuses_a_file_too_small_to_split(tmp_path, capsys):
     path = _write_jsonl(tmp_path / "two.jsonl", [{"document": "a b", "summary": "a"}] * 2)
-    assert main(["train", "--dataset", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", "--env", "TextSummarization-v0", "--dataset", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "too few to split" in err and "--train-file/--test-file" in err
     assert not (tmp_path / "o").exists()
@@ -249,8 +251,8 @@ def test_malformed_jsonl_names_the_file_the_line_and_the_reason(tmp_path, capsys
     rows[3] = rows[3][:-5]  # line 4 is cut short
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(rows) + "\n")
-    assert main(["train", "--dataset", str(path), "--prompt-field", "article", "--reference-field", "highlights",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", "--env", "TextSummarization-v0", "--dataset", str(path), "--prompt-field", "article",
+                 "--reference-field", "highlights", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(path) in err and "line 4:" in err and "Unterminated string" in err
     path.write_bytes(b'{"document": "a", "summary": "b"}\n{"document": "caf\xe9", "summary": "b"}\n')

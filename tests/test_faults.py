@@ -217,8 +217,8 @@ def test_an_unreadable_data_file_at_resume_is_named_and_the_checkpoint_kept(tmp_
     data = tmp_path / "news.jsonl"
     shutil.copy(xsum_sample, data)
     out = tmp_path / "run"
-    cfg = dict(dataset=str(data), steps=48, n_envs=2, n_steps=8, batch_size=16, eval_examples=1, baseline="none",
-               max_new_tokens=8, checkpoint_every=16)
+    cfg = dict(env="TextSummarization-v0", dataset=str(data), steps=48, n_envs=2, n_steps=8, batch_size=16,
+               eval_examples=1, baseline="none", max_new_tokens=8, checkpoint_every=16)
     stop = interrupt_at_step(11)  # Ctrl-C in the rollout after the 16-token checkpoint
     assert train(TrainConfig(**cfg, out=str(out)), log=quiet)["tokens"] == 16
     stop()

@@ -1,4 +1,5 @@
-"""The layers import only downward: text_envs < lm_core < sb3_ext < text_envs_app (docs/ARCHITECTURE.md).
+"""The layers import only downward: text_envs < lm_core < sb3_ext | rllib_ext < text_envs_app (docs/ARCHITECTURE.md;
+no adapter imports the other).
 
 Checked on the source, every import statement included (the lazy ones inside functions too), so a training
 import hidden in a rarely run branch of the env package still fails here.
@@ -15,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "text_envs": {"lm_core", "sb3_ext", "text_envs_app", "stable_baselines3", "sb3_contrib", "ray"},
-    "lm_core": {"sb3_ext", "text_envs_app", "stable_baselines3", "sb3_contrib", "ray"},
-    "sb3_ext": {"text_envs_app"},
+    "text_envs": {"lm_core", "sb3_ext", "rllib_ext", "text_envs_app", "stable_baselines3", "sb3_contrib", "ray"},
+    "lm_core": {"sb3_ext", "rllib_ext", "text_envs_app", "stable_baselines3", "sb3_contrib", "ray"},
+    "sb3_ext": {"rllib_ext", "text_envs_app", "ray"},  # no adapter imports the other
+    "rllib_ext": {"sb3_ext", "text_envs_app", "stable_baselines3", "sb3_contrib"},
 }
 
 

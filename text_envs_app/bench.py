@@ -17,7 +17,8 @@ while arch 8 rejects the ``random_state=None`` that rliable passes. Cross-checke
 pandas 2.2 (see ``tests/test_bench_presets.py``).
 
 Plots: ``frontier.png`` (reward against KL to the start, each RL method at every ``--kl-coefs`` coefficient),
-``curves.png`` (a greedy evaluation on a fixed set of validation prompts against generated tokens, recorded by
+``curves.png`` (a greedy evaluation, or a seeded sampled one for a task whose ``decoding`` is ``"sampled"``, on a
+fixed set of validation prompts against generated tokens, recorded by
 an SB3 callback during training: IQM over seeds with its 95% band) and ``results.png`` (reward per method).
 """
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from text_envs.errors import TextEnvsError, unknown_name
+from text_envs_app.curves import GreedyCurve
 
 BENCH_METHODS = ("greedy", "sampled", "supervised", "ppo", "a2c", "trpo", "nlpo")
 """Every method a bench can run: the start model greedy and sampled, supervised teacher forcing, four RL algorithms."""
@@ -54,6 +55,9 @@ class BenchTask:
         None: the env's default.
     :param env_kwargs: any other ``gym.make`` keywords (``reference_noise``, ``max_new_tokens``, ...).
     :param metrics: corpus metrics evaluated beside the reward (:func:`text_envs.evaluation.corpus_metrics`).
+    :param decoding: how the trained models are evaluated and the curves drawn: ``"greedy"``, or ``"sampled"``
+        (one text per prompt, seeded) where the start model's most likely text already scores well and what RL
+        changes is its distribution (the ``greedy`` row stays greedy, the ``sampled`` row sampled).
     """
 
     env: str
@@ -61,10 +65,12 @@ class BenchTask:
     reward: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = LEGACY_METRICS
+    decoding: str = "greedy"
 
 
 CONTINUATION = BenchTask(
-    "TextContinuation-v0", "continuation/sentiment", reward="sentiment", metrics=(),
+    "TextContinuation-v0", "continuation/sentiment", reward="sentiment", metrics=("sentiment-classifier",),
+    decoding="sampled",
 )
 """Continue a review; reward: VADER's positive sentiment in [0, 1]. Half the references continue negatively, so
 imitation cannot reach what RL can (the preference task of RL4LMs' IMDB and TRL's sentiment example)."""
@@ -213,90 +219,16 @@ def _config(method: str, task: BenchTask, seed: int, preset: dict[str, Any], kl_
     return cfg
 
 
-class GreedyCurve:
-    """An SB3 callback (built by :meth:`make`) that evaluates the policy greedily on a fixed set of prompts at
-    evenly spaced token counts during training: the first ``examples`` of the task's validation split (the test
-    split is the final evaluation's), at 0 tokens and then each time training passes the next of
-    ``points - 1`` equal steps up to ``steps``, checked at rollout boundaries, and at the end.
-
-    ``callback.points`` holds ``(tokens, mean greedy reward)``. The random states (Python, NumPy, torch) are
-    restored after each evaluation, so recording a curve does not change the training run.
-    """
-
-    @staticmethod
-    def make(cfg: Any, steps: int, points: int, examples: int, start_value: float | None = None):
-        """:param cfg: the run's TrainConfig (env and env options). :param steps: the run's token budget.
-        :param points: evaluations, the start and the end included (>= 2). :param examples: prompts of each.
-        :param start_value: the reward at 0 tokens when already known (the start model's greedy decoding does not
-            depend on the run), else it is evaluated."""
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        if points < 2:
-            raise TextEnvsError(f"a learning curve needs at least 2 points (start and end), got curve_points={points}.")
-
-        class GreedyCurveCallback(BaseCallback):
-            def __init__(self):
-                super().__init__()
-                self.points: list[tuple[int, float]] = []
-                self.every = steps / (points - 1)
-                self.next_at = self.every
-                self.start_value = start_value
-
-            def evaluate_now(self) -> float:
-                import torch as th
-
-                states = random.getstate(), np.random.get_state(), th.get_rng_state()
-                try:
-                    return greedy_reward(self.model.policy, cfg, examples)
-                finally:  # the training run goes on as if nothing had been evaluated
-                    random.setstate(states[0])
-                    np.random.set_state(states[1])
-                    th.set_rng_state(states[2])
-
-            def _record(self) -> None:
-                tokens = int(self.num_timesteps)
-                if self.points and self.points[-1][0] == tokens:
-                    return
-                if tokens == 0 and self.start_value is not None:
-                    value = self.start_value
-                else:
-                    value = self.evaluate_now()
-                self.points.append((tokens, value))
-
-            def _on_training_start(self) -> None:
-                self._record()
-
-            def _on_rollout_start(self) -> None:
-                if self.num_timesteps >= self.next_at - 1e-9:
-                    self._record()
-                    self.next_at = (math.floor(self.num_timesteps / self.every + 1e-9) + 1) * self.every
-
-            def _on_step(self) -> bool:
-                return True
-
-            def _on_training_end(self) -> None:
-                self._record()
-
-        return GreedyCurveCallback()
-
-
-def greedy_reward(policy: Any, cfg: Any, examples: int, split: str = "validation") -> float:
-    """Mean env reward of ``policy``'s greedy texts on the first ``examples`` of ``split`` of ``cfg``'s env."""
-    from text_envs import evaluation
-
-    result = evaluation.evaluate(cfg.env, policy, split=split, n_examples=examples, deterministic=True,
-                                 metrics=(), batch_size=min(32, examples), seed=0, env_kwargs=cfg.env_kwargs())
-    return float(result.table["reward"])
-
-
 def _evaluate(method: str, policy: Any, start_lm: Any, cfg: Any, task: BenchTask, seed: int) -> dict[str, float]:
-    """The run's test table: the task metrics and reward of greedy texts (sampled ones for ``sampled``), the KL to
-    the start model along those texts and the start model's perplexity of them."""
+    """The run's test table: the task metrics and reward of the texts (greedy or sampled as ``task.decoding`` says;
+    the ``greedy`` and ``sampled`` rows decode as they are named), the KL to the start model along those texts and
+    the start model's perplexity of them."""
     from text_envs import evaluation
     from text_envs_app.experiment import sequence_kl, start_model_ppl
 
+    greedy = method == "greedy" or (method != "sampled" and task.decoding == "greedy")
     result = evaluation.evaluate(cfg.env, policy, split=cfg.eval_split, n_examples=cfg.eval_examples,
-                                 deterministic=method != "sampled", metrics=task.metrics, batch_size=32, seed=seed,
+                                 deterministic=greedy, metrics=task.metrics, batch_size=32, seed=seed,
                                  env_kwargs=cfg.env_kwargs())
     table = dict(result.table)
     table["kl"] = sequence_kl(policy, start_lm, cfg, result.generations)
@@ -355,12 +287,14 @@ def _bench_one(method: str, task: BenchTask | str, seed: int, preset: dict[str, 
         if method in RL_METHODS:
             callbacks = []
             if curve is not None and preset.get("curve_points", 0) >= 2:
+                sampled = task.decoding == "sampled"  # then the curve is the sampled texts' reward
                 recorder = GreedyCurve.make(cfg, cfg.whole_rollout_steps(), preset["curve_points"],
-                                            preset.get("curve_examples", 32), start_value)
+                                            preset.get("curve_examples", 32), None if sampled else start_value,
+                                            reference=start_lm if sampled else None, sampled=sampled)
                 callbacks.append(recorder)
             model.learn(cfg.steps, callback=callbacks)
             if callbacks:
-                curve.extend(recorder.points)
+                curve.extend(recorder.sampled_points if sampled else recorder.points)
         elif method == "supervised":
             _supervised(model.policy, cfg, seed)
         table = _evaluate(method, model.policy, start_lm, cfg, task, seed)
@@ -511,7 +445,8 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: dict[st
           "Each cell: interquartile mean over seeds [95% stratified bootstrap confidence interval] (Agarwal et al. "
           f"2021; {reps:,} bootstrap samples). `kl`: nats per text from the start model, along the evaluated texts; "
           "`start_ppl`: the start model's perplexity of them (fluency). greedy and sampled are the start model; "
-          "sampled is scored on sampled texts, every other row on greedy ones. β: the KL coefficient.\n"]
+          "greedy is scored on greedy texts, sampled on one sampled text per prompt (seeded), and every other row as "
+          "its task says (the decoding named under each task). β: the KL coefficient.\n"]
     several = len({r["kl_coef"] for r in rows if r["method"] in RL_METHODS}) > 1
     for task in dict.fromkeys(r["task"] for r in rows):
         runs_of = _groups(rows, task)
@@ -520,7 +455,9 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: dict[st
                                                            "kl", "start_ppl", "gen_len", "wall_s")
                               and isinstance(first[k], (int, float))] + ["kl", "start_ppl", "gen_len"]
         shown = [k for k in shown if any(k in r for rs in runs_of.values() for r in rs)]
+        decoding = {t.name: t.decoding for t in map(_as_task, preset.get("envs", ()))}.get(task, "greedy")
         md += [f"\n## {task}" + (f" ({first['env']})" if first["env"] != task else "") + "\n",
+               f"Trained rows (supervised and RL) scored on {decoding} texts.\n",
                "| method | " + " | ".join(shown) + " | reward mean ± std | wall s | runs |",
                "|---|" + "---:|" * (len(shown) + 3)]
         for (method, coef), runs in runs_of.items():
@@ -632,10 +569,11 @@ def curve_bands(curves: list[dict[str, Any]], task: str, method: str, kl_coef: f
 
 def _plot_curves(curves: list[dict[str, Any]], envs: Sequence[BenchTask | str], kl_coefs: Sequence[float],
                  path: Path, reps: int = BOOTSTRAP_REPS) -> None:
-    """``curves.png``: one panel per (task, KL coefficient): each RL method's greedy reward on the fixed
-    validation prompts against generated tokens, IQM over seeds with its 95% band."""
+    """``curves.png``: one panel per (task, KL coefficient): each RL method's greedy (or, per the task, sampled)
+    reward on the fixed validation prompts against generated tokens, IQM over seeds with its 95% band."""
     plt = _pyplot()
     names = _task_names(envs)
+    task_decoding = {t.name: t.decoding for t in map(_as_task, envs)}
     fig, axes = plt.subplots(len(names), len(kl_coefs), figsize=(5 * len(kl_coefs), 3.6 * len(names)), squeeze=False)
     for row, task in zip(axes, names):
         for ax, coef in zip(row, kl_coefs):
@@ -648,7 +586,7 @@ def _plot_curves(curves: list[dict[str, Any]], envs: Sequence[BenchTask | str], 
                 ax.fill_between(x, [a.low for _, a in band], [a.high for _, a in band], color=line.get_color(),
                                 alpha=0.2)
             ax.set_xlabel("generated tokens (env steps)")
-            ax.set_ylabel("greedy reward, validation prompts")
+            ax.set_ylabel(f"{task_decoding.get(task, 'greedy')} reward, validation prompts")
             ax.set_title(f"{task}, β={coef:g}")
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:

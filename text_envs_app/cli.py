@@ -1,6 +1,7 @@
 """The ``text-envs`` command line.
 
     text-envs train [--env ID] [--algo ppo|a2c|trpo|nlpo] [--steps N] [--out DIR] ...   train, evaluate, save
+    text-envs train --engine rllib [--algo ppo|impala|appo] [--num-env-runners N]      the same on Ray RLlib
     text-envs eval [MODEL] [--dataset FILE --prompt-field F] [--out DIR]                 a saved model's metrics
     text-envs bench [--preset small|rl-small] [--kl-coefs 0.01,0.05]                   algorithms side by side
     text-envs demo [--env ID ...] [--seed N]                                            one episode of each env
@@ -158,8 +159,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     found = find_saved_model(args.model_path)
     run = {k: v for k, v in found["run"].items() if k in RUN_DATA_KEYS}
-    if found["run"].get("algo"):
-        run["algo"] = found["run"]["algo"]
+    for key in ("algo", "engine"):  # an RLlib run's algo (impala, appo) is valid with its engine only
+        if found["run"].get(key):
+            run[key] = found["run"][key]
     given = vars(args)  # the namespace itself: a file popped here is not read again as --dataset below
     if "dataset" in given:  # the user's own data replaces the run's: every row of a file is evaluated
         run = {k: v for k, v in run.items() if k not in _DATA_CHOICE_KEYS}
@@ -242,12 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "mean over seeds with 95% stratified bootstrap confidence intervals), results.csv (one row "
                     "per run), curves.csv, results.png, frontier.png (reward against KL to the start) and "
                     "curves.png (greedy reward on fixed validation prompts against generated tokens).")
-    bench.add_argument("--preset", default="small", choices=tuple(BENCH_PRESETS),
+    bench.add_argument("--preset", default="rl-small", choices=tuple(BENCH_PRESETS),
                        help="rl-small: TextContinuation-v0 (sentiment), every method but trpo, 5 seeds (under 30 "
                             "min on 2 CPU cores); rl-full: it and TextSummarization-v0 with noisy references "
                             "(0.5*rouge-l+0.5*fact-precision), 10 seeds, 3 KL coefficients, 4x the budget (a GPU "
                             "or a long run); small/full: the first presets (summarization against its references, "
-                            "3 seeds) (default: small, until the shipped model is warm-started on the reviews that rl-small continues)")
+                            "3 seeds) (default: rl-small)")
     bench.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="seeds 0..N-1 (default: the preset's: 5 for rl-small, 10 for rl-full, 3 for small/full)")
     bench.add_argument("--kl-coefs", type=_kl_coefs, default=None, metavar="B1,B2,...",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
-import math
 import os
 import re
 import shutil
@@ -23,11 +22,28 @@ from typing import Any
 import numpy as np
 
 from text_envs.errors import TextEnvsError, unknown_name
+from text_envs_app.curves import GreedyCurve, plot_learning_curve
 
 ALGORITHMS = ("ppo", "a2c", "trpo", "nlpo")
+RLLIB_ALGORITHMS = ("ppo", "impala", "appo")
+ENGINES = ("sb3", "rllib")
 BASELINES = ("auto", "greedy", "none")
 VEC_ENVS = ("native", "dummy", "subproc")
 TABLE_METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu", "meteor")
+DEFAULT_KL_COEF = {"TextContinuation-v0": 0.5}
+"""``TrainConfig.kl_coef`` when None, by env (0.02 for every other env)."""
+DEFAULT_DECODING = {"TextContinuation-v0": "sampled"}
+"""``TrainConfig.eval_decoding`` when None, by env (greedy for every other env)."""
+DEFAULT_DIFFICULTY = {"TextContinuation-v0": 1}
+"""``TrainConfig.difficulty`` when None, by env (3 for every other env)."""
+TABLE_METRICS_BY_ENV = {"TextContinuation-v0": ("sentiment-classifier",)}
+"""Metrics beside the reward in the results table, where the lexical ones against references say nothing: a
+continuation is trained for VADER's sentiment, and the shipped learned classifier is a second, independent judge."""
+
+
+def table_metrics(env_id: str) -> tuple[str, ...]:
+    """The metrics of ``env_id``'s results table (beside ``reward``, ``kl``, ``start_ppl`` and ``gen_len``)."""
+    return TABLE_METRICS_BY_ENV.get(env_id, TABLE_METRICS)
 
 
 @dataclass
@@ -35,10 +51,20 @@ class TrainConfig:
     """Settings of one training run. The PPO settings are pinned for text: SB3's defaults (2048 steps x
     10 epochs x batch 64) are tuned for control tasks, not for a language model whose episodes are texts."""
 
-    env: str = "TextSummarization-v0"
+    env: str = "TextContinuation-v0"
     """the registered env id"""
     algo: str = "ppo"
-    """ppo, a2c, trpo or nlpo (PPO with a top-p action mask from a periodically synced copy of the policy)"""
+    """ppo, a2c, trpo or nlpo (PPO with a top-p action mask from a periodically synced copy of the policy); with
+    --engine rllib: ppo, impala or appo"""
+    engine: str = "sb3"
+    """the training engine: "sb3" (Stable-Baselines3 in this process) or "rllib" (Ray RLlib: env runners and
+    learners as Ray actors, on this machine or on the Ray cluster of RAY_ADDRESS; pip install 'text-envs[rllib]')"""
+    num_env_runners: int = 2
+    """--engine rllib: Ray actors that step the envs and sample tokens (the n_envs are spread over them); 0 samples
+    in the driver process"""
+    num_learners: int = 0
+    """--engine rllib: Ray actors that compute the updates (one per GPU with --device cuda); 0 updates in the driver
+    process"""
     model: str | None = None
     """a model folder or hub name; default: the package's shipped warm-started tiny T5"""
     dataset: str | None = None
@@ -64,15 +90,19 @@ class TrainConfig:
     gym_kwargs: dict | None = None
     """any other gym.make keywords of the env, as a JSON object (--env-kwargs '{"max_prompt_tokens": 128}' or
     repeated --env-kwarg KEY=VALUE; "env_kwargs" in a config file)"""
-    difficulty: int = 3
-    """difficulty of the embedded data (1-3). The shipped model was warm-started to its plateau on difficulty 1
-    (test ROUGE-L 0.999 there); difficulty 3's longer, shuffled documents (0.895) leave room for RL"""
+    difficulty: int | None = None
+    """difficulty of the embedded data (1-3); None: 1 for TextContinuation-v0 (the shipped model's warm-start data,
+    trained to its validation plateau, so what a run adds is not more imitation) and 3 for the other tasks (the
+    warm start's plateau is difficulty 1; difficulty 3's longer, shuffled documents leave room for RL)"""
     reward: str | None = None
     """the reward name (see text_envs.list_rewards()); default: the env's (ROUGE-L for summarization)"""
     steps: int = 32_768
     """generated tokens (env steps, all envs together) of RL training"""
     seed: int = 0
     """seeds the envs, torch and the evaluation"""
+    threads: int | None = None
+    """torch's CPU threads; None: one per core. The trained figures depend on it (float sums round in another
+    order), so a run repeats exactly only at the same thread count"""
     n_envs: int = 32
     """envs stepped side by side (one batch of the policy per token)"""
     vec_env: str = "native"
@@ -113,8 +143,10 @@ class TrainConfig:
     itself; "auto": greedy for envs that score finished texts (all but TextCopy-v0, paid per token)"""
     max_grad_norm: float = 0.5
     """gradient clipping"""
-    kl_coef: float = 0.02
-    """KL penalty to the starting model, per token (0 disables it)"""
+    kl_coef: float | None = None
+    """KL penalty to the starting model, per token (0 disables it); None: 0.5 for TextContinuation-v0 (a
+    preference reward that a policy can chase far from fluent text: benchmarks/bench_headline.py) and 0.02 for
+    the other tasks"""
     kl_target: float | None = None
     """target KL per text for the adaptive coefficient (Ziegler et al. 2019); None: fixed coefficient"""
     top_p: float = 0.9
@@ -134,6 +166,16 @@ class TrainConfig:
     """Adam learning rate of that supervised comparison (batches of 16 references)"""
     eval_examples: int = 200
     """test examples evaluated before and after training"""
+    curve_points: int = 9
+    """greedy evaluations on the learning curve (learning_curve.png), the start and the end included, evenly
+    spaced in tokens; 0: none (the plot then shows the sampled episode reward only)"""
+    curve_examples: int = 32
+    """validation prompts of each greedy evaluation on the learning curve (the same prompts every time)"""
+    eval_decoding: str | None = None
+    """how the evaluation decodes: "greedy", or "sampled" (one text per prompt at the policy's temperature, seeded
+    by --seed); None: sampled for TextContinuation-v0 (a preference task: the start model's most likely text can
+    already be positive while half its samples are not, and the samples are what RL changes), greedy otherwise.
+    The table gives the other decoding's reward and KL too"""
     eval_split: str = "test"
     """the held-out split to evaluate on"""
     out: str = "runs/train"
@@ -150,8 +192,9 @@ class TrainConfig:
     def validate(self) -> None:
         import text_envs
 
-        if self.algo not in ALGORITHMS:
-            raise unknown_name("algorithm", self.algo, ALGORITHMS)
+        self.check_engine()
+        if self.algo not in (ALGORITHMS if self.engine == "sb3" else RLLIB_ALGORITHMS):
+            raise unknown_name("algorithm", self.algo, ALGORITHMS if self.engine == "sb3" else RLLIB_ALGORITHMS)
         if self.env not in text_envs.ENV_IDS:
             raise unknown_name("env", self.env, text_envs.ENV_IDS)
         if self.reward is not None:
@@ -169,13 +212,42 @@ class TrainConfig:
             raise unknown_name("baseline", self.baseline, BASELINES)
         if self.vec_env not in VEC_ENVS:
             raise unknown_name("vec env", self.vec_env, VEC_ENVS)
-        if self.difficulty not in DIFFICULTIES:
+        if self.eval_decoding not in (None, "greedy", "sampled"):
+            raise TextEnvsError(f"--eval-decoding must be greedy or sampled, got {self.eval_decoding!r}.")
+        if self.difficulty is not None and self.difficulty not in DIFFICULTIES:
             raise TextEnvsError(f"--difficulty must be one of {DIFFICULTIES}, got {self.difficulty}.")
-        for name in ("steps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_examples"):
+        for name in ("steps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_examples", "curve_examples",
+                     "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise TextEnvsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
+        if self.curve_points == 1 or self.curve_points < 0:
+            raise TextEnvsError(f"--curve-points must be 0 (no greedy curve) or at least 2 (the start and the end), "
+                                f"got {self.curve_points}.")
         self.check_device()
         self.check_data()
+
+    def check_engine(self) -> None:
+        """Refuse an algorithm of the other engine, and settings the RLlib engine does not take, with the fix."""
+        if self.engine not in ENGINES:
+            raise unknown_name("engine", self.engine, ENGINES)
+        if self.engine == "sb3" and self.algo in RLLIB_ALGORITHMS and self.algo not in ALGORITHMS:
+            raise TextEnvsError(f"--algo {self.algo} runs on Ray RLlib: add --engine rllib (it takes "
+                                f"{', '.join(RLLIB_ALGORITHMS)}). --engine sb3 takes {', '.join(ALGORITHMS)}.")
+        if self.engine != "rllib":
+            return
+        if self.algo in ALGORITHMS and self.algo not in RLLIB_ALGORITHMS:
+            raise TextEnvsError(f"--engine rllib takes --algo {', '.join(RLLIB_ALGORITHMS)}, got {self.algo}; "
+                                f"{', '.join(a for a in ALGORITHMS if a not in RLLIB_ALGORITHMS)} run on --engine sb3.")
+        for name in ("num_env_runners", "num_learners"):
+            if getattr(self, name) < 0:
+                raise TextEnvsError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}.")
+        sb3_only = {"vec_env": "native", "value_lr_scale": 1.0, "kl_target": None, "target_kl": None,
+                    "compare_supervised": False}
+        given = [name for name, default in sb3_only.items() if getattr(self, name) != default]
+        given += ["value_mode"] if self.value_mode == "separate" else []  # detached and shared run on RLlib too
+        if given:
+            raise TextEnvsError(f"--engine rllib does not take {', '.join('--' + n.replace('_', '-') for n in given)} "
+                                "(SB3 settings): leave them out, or use --engine sb3.")
 
     def check_device(self) -> None:
         """Refuse a CUDA device on a machine without one (torch would fail later, or a run would record a device
@@ -249,13 +321,27 @@ class TrainConfig:
         """The minibatch in tokens: ``batch_size``, or the whole rollout (``n_envs * n_steps``) when None."""
         return self.batch_size if self.batch_size is not None else self.n_envs * self.n_steps
 
+    def kl_coefficient(self) -> float:
+        """``kl_coef``, or the env's default when None (see the field)."""
+        return self.kl_coef if self.kl_coef is not None else DEFAULT_KL_COEF.get(self.env, 0.02)
+
+    def decoding(self) -> str:
+        """``eval_decoding``, or the env's default when None (see the field)."""
+        return self.eval_decoding or DEFAULT_DECODING.get(self.env, "greedy")
+
+    def embedded_difficulty(self) -> int:
+        """``difficulty``, or the env's default when None (see the field)."""
+        if self.difficulty is not None:
+            return self.difficulty
+        return DEFAULT_DIFFICULTY.get(self.env, 3)
+
     def env_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         data = self.data_spec()
         if data is not None:
             kwargs["dataset"] = data
         elif self.env != "TextCopy-v0":
-            kwargs["difficulty"] = self.difficulty
+            kwargs["difficulty"] = self.embedded_difficulty()
         for name in ("prompt_field", "reference_field", "source_lang", "target_lang"):
             if getattr(self, name) is not None:
                 kwargs[name] = getattr(self, name)
@@ -411,7 +497,7 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
     from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
 
     tokenizer = venv.get_attr("tokenizer", [0])[0]
-    policy_kwargs: dict[str, Any] = dict(model=cfg.model, tokenizer=tokenizer, kl_coef=cfg.kl_coef,
+    policy_kwargs: dict[str, Any] = dict(model=cfg.model, tokenizer=tokenizer, kl_coef=cfg.kl_coefficient(),
                                          kl_target=cfg.kl_target, temperature=cfg.temperature, top_k=cfg.top_k,
                                          value_mode=cfg.value_mode, value_lr_scale=cfg.value_lr_scale,
                                          save_reference=False)  # run folders rebuild it from the start model
@@ -440,21 +526,55 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
 # ---------------------------------------------------------------------------------------------- evaluation
 def evaluate_policy_on_split(policy: Any, cfg: TrainConfig, reference: Any = None, progress: bool = False,
                              per_example_metrics: bool = False) -> tuple[dict[str, float], list]:
-    """Greedy generations for the first ``eval_examples`` of the held-out split, the metric table and the
-    mean KL (nats per text) of the policy to ``reference`` (the starting model) on those generations.
-    ``progress`` draws a bar of finished texts; ``per_example_metrics`` scores each text on its own too."""
-    from text_envs.evaluation import evaluate
-
-    result = evaluate(cfg.env, policy, split=cfg.eval_split, n_examples=cfg.eval_examples, deterministic=True,
-                      metrics=TABLE_METRICS, batch_size=min(32, cfg.eval_examples), seed=cfg.seed,
-                      env_kwargs=cfg.env_kwargs(), progress=progress, per_example_metrics=per_example_metrics)
+    """The policy's texts for the first ``eval_examples`` of the held-out split, decoded as ``cfg.eval_decoding``
+    says (greedy, or one sampled text per prompt), the metric table and the mean KL (nats per text) of the policy to
+    ``reference`` (the starting model) along those texts; then the other decoding's reward (and KL) as
+    ``greedy_reward``/``greedy_kl`` or ``sampled_reward``/``sampled_kl``. ``progress`` draws a bar of finished
+    texts; ``per_example_metrics`` scores each text on its own too. Sampling is seeded by ``cfg.seed`` and the
+    random states are restored afterwards, so an evaluation does not change a training run."""
+    main = cfg.decoding()
+    other = "greedy" if main == "sampled" else "sampled"
+    result = _decode(policy, cfg, main, table_metrics(cfg.env), progress, per_example_metrics)
     table = MetricTable(result.table)
     table.language = result.language
+    table.decoding = main
     table.tokenization = {k: m.group(1) for k, sig in result.signatures.items() if (m := _SIG_TOK.search(sig))}
+    extra = _decode(policy, cfg, other, (), False, False)
+    table[f"{other}_reward"] = float(extra.table["reward"])
     if reference is not None:
         table["kl"] = sequence_kl(policy, reference, cfg, result.generations)
+        table[f"{other}_kl"] = sequence_kl(policy, reference, cfg, extra.generations)
         table["start_ppl"] = start_model_ppl(reference, cfg, result.generations)
     return table, result.generations
+
+
+def _decode(policy: Any, cfg: TrainConfig, decoding: str, metrics: Sequence[str], progress: bool,
+            per_example_metrics: bool) -> Any:
+    """``text_envs.evaluation.evaluate`` of the held-out split, greedy or sampled, random states kept."""
+    import random
+
+    import torch as th
+
+    from text_envs.evaluation import evaluate
+
+    states = random.getstate(), np.random.get_state(), th.get_rng_state()
+    try:
+        return evaluate(cfg.env, policy, split=cfg.eval_split, n_examples=cfg.eval_examples,
+                        deterministic=decoding == "greedy", metrics=metrics, batch_size=min(32, cfg.eval_examples),
+                        seed=cfg.seed, env_kwargs=cfg.env_kwargs(), progress=progress,
+                        per_example_metrics=per_example_metrics)
+    finally:  # sampling reseeds torch: the run goes on as if nothing had been evaluated
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        th.set_rng_state(states[2])
+
+
+def sampled_reward(policy: Any, cfg: TrainConfig) -> tuple[float, list[dict[str, Any]]]:
+    """Mean env reward of one text sampled from the policy (its own distribution, the one RL maximizes) for each
+    of the first ``eval_examples`` held-out prompts, seeded by ``cfg.seed``, and those generations; the random
+    states are restored afterwards."""
+    result = _decode(policy, cfg, "sampled", (), False, False)
+    return float(result.table["reward"]), result.generations
 
 
 def start_model_ppl(reference_lm: Any, cfg: TrainConfig, generations: list[dict[str, Any]]) -> float:
@@ -507,6 +627,7 @@ class MetricTable(dict):
 
     language: str | None = None
     tokenization: dict[str, str] = {}
+    decoding: str = "greedy"
 
 
 def tokenization_note(rows: dict[str, dict[str, float]]) -> str:
@@ -526,14 +647,26 @@ def format_table(rows: dict[str, dict[str, float]], digits: int = 4) -> str:
     """A Markdown table with one column per row name (e.g. before / after), then a line naming the
     tokenization the metrics ran with (:func:`tokenization_note`) when the columns carry it."""
     names = list(rows)
-    keys = [k for k in ("rouge-1", "rouge-2", "rouge-l", "bleu", "meteor", "reward", "kl", "start_ppl", "gen_len")
+    keys = [k for k in ("rouge-1", "rouge-2", "rouge-l", "bleu", "meteor", "sentiment-classifier", "reward", "kl",
+                        "start_ppl", "gen_len", "greedy_reward", "greedy_kl", "sampled_reward", "sampled_kl")
             if any(k in r for r in rows.values())]
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for key in keys:
         cells = [f"{rows[n][key]:.{digits}f}" if key in rows[n] else "" for n in names]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    note = tokenization_note(rows)
-    return "\n".join(lines) + (f"\n\n{note}" if note else "")
+    notes = [n for n in (decoding_note(rows), tokenization_note(rows)) if n]
+    return "\n".join(lines) + "".join(f"\n\n{n}" for n in notes)
+
+
+def decoding_note(rows: dict[str, dict[str, float]]) -> str:
+    """One line saying how the table's texts were decoded, when it has the other decoding's rows too."""
+    table = next((r for r in rows.values() if isinstance(r, MetricTable)), None)
+    if table is None or not any(k in table for k in ("greedy_reward", "sampled_reward")):
+        return ""
+    if table.decoding == "sampled":
+        return ("Texts: one sampled per test prompt (seeded), the metrics, kl and start_ppl along them; "
+                "greedy_reward and greedy_kl: the greedy texts.")
+    return "Texts: greedy; sampled_reward and sampled_kl: one text sampled per test prompt (seeded)."
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -558,25 +691,6 @@ class _CurveRecorder:
                     self.points.append((self.num_timesteps, float(np.mean([e["r"] for e in buf]))))
 
         return CurveRecorder()
-
-
-def _plot_curve(points: list[tuple[int, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if points:
-        x, y = zip(*points)
-        ax.plot(x, y, marker=".")
-    ax.set_xlabel("generated tokens (env steps)")
-    ax.set_ylabel("mean episode reward (last 100)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _prepare_out(cfg: TrainConfig) -> Path:
@@ -626,7 +740,15 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     ``checkpoint_every`` tokens at a rollout boundary, on Ctrl-C or SIGTERM, and when training ends; they are
     removed once the results and the deliverable model (``model.zip``, ``hf/``) are written. ``resume=True``
     continues from the newest checkpoint that reads whole, exactly (see the README's "Reliability").
+    ``engine="rllib"`` runs the job on Ray RLlib instead (:func:`text_envs_app.rllib_train.train_rllib`).
     """
+    engine = cfg.engine
+    if cfg.resume and (Path(cfg.out) / "config.json").is_file():  # --resume continues on the run's own engine
+        engine = json.loads((Path(cfg.out) / "config.json").read_text()).get("engine", "sb3")
+    if engine == "rllib":
+        from text_envs_app.rllib_train import train_rllib
+
+        return train_rllib(cfg, log)
     import torch as th
     from stable_baselines3.common.utils import set_random_seed
 
@@ -655,7 +777,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     with interrupt_guard(None, log) as received:  # SIGTERM acts as Ctrl-C from here on
         try:
             set_random_seed(cfg.seed)
-            th.set_num_threads(max(1, os.cpu_count() or 1))
+            th.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
             venv = make_train_env(cfg)
             if ckpt is not None:
                 model = ckpt.load_model(algorithm_class(cfg.algo), venv, cfg.device)
@@ -668,7 +790,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
                 model = build_model(cfg, venv, str(out / "tb"))
                 log(f"evaluating the starting model on {eval_count(cfg):,} {cfg.eval_split} examples ...")
                 before, start_generations = evaluate_policy_on_split(model.policy, cfg, progress=_has_progress_bar())
-                before["kl"] = 0.0
+                before["kl"] = before["greedy_kl" if cfg.decoding() == "sampled" else "sampled_kl"] = 0.0
                 before["start_ppl"] = start_model_ppl(_starting_model(model, cfg), cfg, start_generations)
                 state = {"config": dataclasses.asdict(cfg), "before": before,
                          "start_samples": [{"example_index": g["example_index"], "prediction": g["prediction"]}
@@ -689,11 +811,19 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     curve = _CurveRecorder.make()
     extra = ckpt.state.get("extra", {}) if ckpt is not None else {}
     curve.points = [tuple(p) for p in extra.get("curve", [])]
+    greedy = None
+    if cfg.curve_points >= 2:  # greedy reward and KL to the start on fixed validation prompts, against tokens
+        greedy = GreedyCurve.make(cfg, cfg.steps, cfg.curve_points, cfg.curve_examples, reference=start_lm,
+                                  sampled=True)
+        if ckpt is not None:
+            greedy.restore(extra.get("curves", {}), model.num_timesteps)
     seconds_before = float(extra.get("train_seconds", 0.0))
     t0 = time.time()
     checkpoints = CheckpointCallback(store, cfg.checkpoint_every, log, extras=lambda: {
-        "curve": list(curve.points), "train_seconds": seconds_before + time.time() - t0})
-    callbacks = [curve, checkpoints] + ([_TokenProgressBar.make()] if _has_progress_bar() else [])
+        "curve": list(curve.points), "train_seconds": seconds_before + time.time() - t0,
+        **({"curves": {k: list(v) for k, v in greedy.curves().items()}} if greedy is not None else {})})
+    callbacks = [curve] + ([greedy] if greedy is not None else []) + [checkpoints]
+    callbacks += [_TokenProgressBar.make()] if _has_progress_bar() else []
     interrupted = None
     with interrupt_guard(checkpoints, log) as received:
         try:
@@ -755,7 +885,12 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
             try:
                 save_model_file(model, out / "model.zip")  # the deliverable: no optimizer moments or rebuildable reference
                 model.policy.save_pretrained(out / "hf")
-                _plot_curve(curve.points, out / "learning_curve.png", f"{cfg.algo.upper()} on {cfg.env}")
+                plot_learning_curve(out / "learning_curve.png", f"{cfg.algo.upper()} on {cfg.env}",
+                                    greedy.curves() if greedy else {}, curve.points,
+                                    reward_name=cfg.reward or "reward")
+                if greedy is not None:  # the curve's points, as plotted
+                    result["curve"] = {"tokens": [t for t, _ in greedy.points],
+                                       **{k: [v for _, v in pts] for k, pts in greedy.curves().items()}}
                 write_samples(out / "samples.md", generations[:N_SAMPLES], state.get("start_samples", []), cfg.algo)
                 (out / "results.md").write_text(table + "\n")
                 (out / "results.json").write_text(json.dumps(result, indent=1))  # last: it marks the run finished
@@ -951,6 +1086,8 @@ def find_saved_model(model_path: str | None) -> dict[str, Any]:
 
     if path.is_dir() and (path / "model.zip").is_file():
         return {"kind": "zip", "path": path / "model.zip", "run": run_config(path)}
+    if path.is_dir() and (path / "hf" / "config.json").is_file() and run_config(path):  # an --engine rllib run
+        return {"kind": "hf", "path": path / "hf", "run": run_config(path)}
     if path.is_file() and path.suffix == ".zip":
         return {"kind": "zip", "path": path, "run": run_config(path.parent)}
     if path.is_dir() and ((path / "config.json").is_file() and any(path.glob("*.safetensors"))
