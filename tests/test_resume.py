@@ -97,9 +97,10 @@ def test_ctrl_c_mid_rollout_then_resume_gives_the_same_weights(tmp_path_factory,
 
 @pytest.mark.expensive
 def test_summarization_resume_is_exact_and_the_run_folder_is_small(tmp_path, interrupt_at_step):
-    """The default task and model: KL penalty to the shipped model, greedy per-prompt baseline (its caches go
-    in the checkpoint), the reference rebuilt from the shipped model's path instead of stored."""
-    cfg = dict(steps=96, n_envs=4, n_steps=8, batch_size=32, eval_examples=4, difficulty=2, checkpoint_every=32)
+    """Summarization on the shipped model: KL penalty to it, greedy per-prompt baseline (its caches go in the
+    checkpoint), the reference rebuilt from the shipped model's path instead of stored."""
+    cfg = dict(env="TextSummarization-v0", steps=96, n_envs=4, n_steps=8, batch_size=32, eval_examples=4,
+               difficulty=2, checkpoint_every=32)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     train(TrainConfig(**cfg, out=str(straight)), log=quiet)
     stop = interrupt_at_step(8 + 8 + 5)
