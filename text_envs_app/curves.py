@@ -47,6 +47,34 @@ def sampled_point(policy: Any, cfg: Any, examples: int, reference: Any,
     return reward, sequence_kl(policy, reference, at, generations)
 
 
+def evaluate_point(policy: Any, cfg: Any, examples: int, reference: Any = None,
+                   sampled: bool = False) -> dict[str, float | None]:
+    """One point of the learning curves, the same for every engine: ``greedy`` (and ``kl`` with a ``reference``)
+    from :func:`greedy_point`, and with ``sampled`` also ``sampled`` and ``sampled_kl`` from :func:`sampled_point`.
+    The random states (Python, NumPy, torch) are restored and the policy's decode cache dropped afterwards, so a
+    training run goes on as if nothing had been evaluated."""
+    import torch as th
+
+    states = random.getstate(), np.random.get_state(), th.get_rng_state()
+    point: dict[str, float | None] = {}
+    try:
+        if sampled:
+            point["sampled"], point["sampled_kl"] = sampled_point(policy, cfg, examples, reference)
+        point["greedy"], point["kl"] = greedy_point(policy, cfg, examples, reference)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        th.set_rng_state(states[2])
+        if hasattr(policy, "reset_cache"):
+            policy.reset_cache()
+    return point
+
+
+def next_point(tokens: int, every: float) -> float:
+    """The token count of the curve's next evaluation after one at ``tokens``: the next multiple of ``every``."""
+    return (math.floor(tokens / every + 1e-9) + 1) * every
+
+
 def _with_eval_split(cfg: Any, split: str) -> Any:
     """``cfg`` evaluated on ``split`` (``sequence_kl`` encodes the prompts of ``cfg.eval_split``)."""
     import dataclasses
@@ -102,26 +130,15 @@ class GreedyCurve:
                 ``tokens``."""
                 for name, target in self.curves().items():
                     target[:] = [(int(t), float(v)) for t, v in saved.get(name, [])]
-                self.next_at = (math.floor(tokens / self.every + 1e-9) + 1) * self.every
+                self.next_at = next_point(tokens, self.every)
 
             def evaluate_now(self) -> tuple[float, float | None]:
-                import torch as th
-
-                states = random.getstate(), np.random.get_state(), th.get_rng_state()
-                policy = self.model.policy
-                try:
-                    if sampled:
-                        tokens = int(self.num_timesteps)
-                        value, kl = sampled_point(policy, cfg, examples, reference)
-                        self.sampled_points.append((tokens, value))
-                        self.sampled_kl_points.append((tokens, kl))
-                    return greedy_point(policy, cfg, examples, reference)
-                finally:  # the training run goes on as if nothing had been evaluated
-                    random.setstate(states[0])
-                    np.random.set_state(states[1])
-                    th.set_rng_state(states[2])
-                    if hasattr(policy, "reset_cache"):
-                        policy.reset_cache()
+                point = evaluate_point(self.model.policy, cfg, examples, reference, sampled)
+                if sampled:
+                    tokens = int(self.num_timesteps)
+                    self.sampled_points.append((tokens, point["sampled"]))
+                    self.sampled_kl_points.append((tokens, point["sampled_kl"]))
+                return point["greedy"], point["kl"]
 
             def _record(self) -> None:
                 tokens = int(self.num_timesteps)
@@ -142,7 +159,7 @@ class GreedyCurve:
             def _on_rollout_start(self) -> None:
                 if self.num_timesteps >= self.next_at - 1e-9:
                     self._record()
-                    self.next_at = (math.floor(self.num_timesteps / self.every + 1e-9) + 1) * self.every
+                    self.next_at = next_point(self.num_timesteps, self.every)
 
             def _on_step(self) -> bool:
                 return True

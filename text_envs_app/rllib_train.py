@@ -219,37 +219,26 @@ class Curves:
             return False
         if not greedy or final:
             return True
-        return tokens >= (math.floor(greedy[-1][0] / self.every + 1e-9) + 1) * self.every - 1e-9
+        from text_envs_app.curves import next_point
+
+        return tokens >= next_point(greedy[-1][0], self.every) - 1e-9
 
     def record(self, algo: Any, tokens: int) -> None:
         """Evaluate the learner's weights (random states restored after: training goes on unchanged)."""
-        import random
-
-        import numpy as np
         import torch as th
         from ray.rllib.core import DEFAULT_MODULE_ID
 
         from lm_core.backends import load_model
-        from text_envs_app.curves import greedy_point, sampled_point
+        from text_envs_app.curves import evaluate_point
 
         if self._policy is None:
             self._policy, self._reference = _hf_policy(self.start, self.cfg), load_model(self.start)
         weights = algo.learner_group.get_weights(module_ids=[DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]
         self._policy.model.load_state_dict({k[len("model."):]: th.as_tensor(v) for k, v in weights.items()
                                             if k.startswith("model.")})
-        states = random.getstate(), np.random.get_state(), th.get_rng_state()
-        examples = self.cfg.curve_examples
-        try:
-            sampled, sampled_kl = sampled_point(self._policy, self.cfg, examples, self._reference)
-            greedy, kl = greedy_point(self._policy, self.cfg, examples, self._reference)
-        finally:
-            random.setstate(states[0])
-            np.random.set_state(states[1])
-            th.set_rng_state(states[2])
-            if hasattr(self._policy, "reset_cache"):
-                self._policy.reset_cache()
-        for name, value in zip(self.NAMES, (greedy, kl, sampled, sampled_kl)):
-            self.points[name].append((tokens, float(value)))
+        point = evaluate_point(self._policy, self.cfg, self.cfg.curve_examples, self._reference, sampled=True)
+        for name in self.NAMES:
+            self.points[name].append((tokens, float(point[name])))
 
     def result(self) -> dict[str, Any]:
         """The ``curve`` entry of results.json: the SB3 runs' keys, and RLlib's sampled episode returns."""
