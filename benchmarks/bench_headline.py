@@ -59,7 +59,7 @@ def main() -> None:
         print(f"seed {seed}: {time.time() - t0:.0f} s, PPO training {result['train_seconds']:.0f} s, "
               f"{result['tokens']:,} tokens", flush=True)
 
-    from text_envs_app.experiment import TrainConfig
+    from text_envs_app.config import TrainConfig
 
     cfg = results[0]["config"]
     decoding = TrainConfig(**cfg).decoding()

@@ -52,8 +52,9 @@ def model_spec(preset: str, V: int):
 
 
 def make_env(n_envs: int, prompt: int, output: int, seed: int = 0):
-    import text_envs  # noqa: F401
     from stable_baselines3.common.env_util import make_vec_env
+
+    import text_envs  # noqa: F401
 
     return make_vec_env("TextSummarization-v0", n_envs=n_envs, seed=seed, wrapper_class=NoEOS,
                         env_kwargs=dict(max_prompt_tokens=prompt, max_new_tokens=output))

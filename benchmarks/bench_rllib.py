@@ -5,7 +5,7 @@
 
 Every engine trains from the same start model with the same settings that ``text-envs train`` gives it (the KL
 penalty to the start model, the greedy per-prompt baseline where the task scores texts, one gradient step per
-batch of ``--n-envs x --n-steps`` tokens): SB3 through ``text_envs_app.experiment.build_model`` (what
+batch of ``--n-envs x --n-steps`` tokens): SB3 through ``text_envs_app.engines.sb3.build_model`` (what
 ``text-envs train`` runs), RLlib through ``text_envs_app.rllib_train.rllib_config`` (what ``--engine rllib`` runs).
 Printed:
 
@@ -17,9 +17,14 @@ Printed:
    token; SB3: rollout and update). IMPALA samples asynchronously: its "sampling" is the driver's wait for ready
    samples, not the runners' sampling time.
 2. **Bytes per step**: what each engine stores per generated token (SB3's ``EpisodeRolloutBuffer`` arrays; RLlib's
-   episodes as an env runner returns them: the raw arrays of each part, and pickled, which is what it ships to the
-   learner), and the weights each RLlib update broadcasts to the env runners (pickled bytes of the learner's
-   inference-only module state, and the time of a blocking ``sync_weights`` to all runners).
+   episodes as an env runner returns them: the raw arrays of each part), what the RLlib env runners **ship to the
+   learner per generated token**: every batch of episodes a runner returned during the timed iterations, measured
+   in the runner (an ``on_sample_end`` callback) as Ray serializes a return value: the pickle-5 stream plus its
+   out-of-band array buffers, summed over the runners and divided by the env steps sampled; beside it the same
+   episodes with the env's full observation at every step (what ``compact_episodes=False`` ships, rebuilt from a
+   sample of the compact ones by :func:`rllib_ext.episodes.expand_episode`), and the weights each RLlib update
+   broadcasts to the env runners (pickled bytes of the learner's inference-only module state, and the time of a
+   blocking ``sync_weights`` to all runners).
 
 The driver (SB3's single process, RLlib's learner) uses ``--threads`` torch threads (default: one per core, as
 ``text-envs train``); each RLlib env runner is a process with one torch thread. On a machine with fewer cores
@@ -59,8 +64,27 @@ def _nbytes(obj: Any, seen: set[int] | None = None) -> int:
     return 0
 
 
+def serialized_bytes(obj: Any) -> int:
+    """Bytes of ``obj`` as Ray ships a task's return value: the pickle-5 stream plus its out-of-band buffers (NumPy
+    arrays). Self-contained: it runs inside the runner processes."""
+    import pickle as _pickle
+
+    buffers: list = []
+    stream = _pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return len(stream) + sum(memoryview(b.raw()).nbytes for b in buffers)
+
+
+def count_shipped(env_runner: Any = None, metrics_logger: Any = None, samples: Any = None, **kwargs: Any) -> None:
+    """``on_sample_end`` callback: add the serialized bytes and env steps of each returned batch of episodes to the
+    runner's metrics (``shipped_bytes`` / ``shipped_steps``, lifetime sums)."""
+    if metrics_logger is None or not samples:
+        return
+    metrics_logger.log_value("shipped_bytes", serialized_bytes(samples), reduce="lifetime_sum")
+    metrics_logger.log_value("shipped_steps", sum(len(e) for e in samples), reduce="lifetime_sum")
+
+
 def base_config(args: argparse.Namespace) -> Any:
-    from text_envs_app.experiment import TrainConfig
+    from text_envs_app.config import TrainConfig
 
     cfg = TrainConfig(env=args.env, model=args.model, n_envs=args.n_envs, n_steps=args.n_steps, seed=0,
                       eval_examples=1, steps=args.n_envs * args.n_steps, learning_rate=args.learning_rate,
@@ -76,13 +100,13 @@ def run_sb3(args: argparse.Namespace) -> dict[str, Any]:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.utils import set_random_seed
 
-    from text_envs_app.experiment import _starting_model, attach_baseline, build_model, make_train_env
+    from text_envs_app.engines.sb3 import attach_baseline, build_model, make_train_env, starting_model
 
     cfg = base_config(args)
     set_random_seed(cfg.seed)
     venv = make_train_env(cfg)
     model = build_model(cfg, venv, None)
-    attach_baseline(venv, _starting_model(model, cfg))
+    attach_baseline(venv, starting_model(model, cfg))
     rollout = cfg.n_envs * cfg.n_steps
 
     class Timer(BaseCallback):
@@ -135,11 +159,22 @@ def episode_bytes(episodes: list) -> dict[str, Any]:
             return raw(obj.get_state())
         return 0
 
+    import copy as _copy
+
+    from rllib_ext.episodes import expand_episode
+
     steps = max(1, sum(len(e) for e in episodes))
+    full = _copy.deepcopy(episodes)  # as compact_episodes=False would have stored them
+    for episode in full:
+        expand_episode(episode)
+        if hasattr(episode, "_last_added_observation"):  # RLlib keeps the newest full observation there too
+            episode._last_added_observation = episode.get_observations(-1)
     states = [e.get_state() for e in episodes]
     parts = {key: sum(raw(st[key]) for st in states) / steps
-             for key in ("observations", "actions", "rewards", "extra_model_outputs", "infos")}
-    return {"per_step": len(_pickle.dumps(episodes, protocol=_pickle.HIGHEST_PROTOCOL)) / steps, "raw": parts,
+             for key in ("observations", "actions", "rewards", "extra_model_outputs", "infos", "custom_data")}
+    buffers: list = []
+    stream = _pickle.dumps(full, protocol=5, buffer_callback=buffers.append)
+    return {"per_step_full": (len(stream) + sum(memoryview(b.raw()).nbytes for b in buffers)) / steps, "raw": parts,
             "extra_keys": sorted(states[0]["extra_model_outputs"]) if states else []}
 
 
@@ -154,13 +189,18 @@ def run_rllib(args: argparse.Namespace, algo_name: str, runners: int) -> dict[st
 
     cfg = dataclasses.replace(base_config(args), engine="rllib", algo=algo_name, num_env_runners=runners)
     rollout = cfg.n_envs * cfg.n_steps
-    algo = rllib_config(cfg).build_algo()
+    algo = rllib_config(cfg).callbacks(on_sample_end=count_shipped).build_algo()
     try:
         def counts(result: dict[str, Any]) -> tuple[float, float]:
             return float(result["num_env_steps_sampled_lifetime"]), 0.0
 
+        def shipped(result: dict[str, Any]) -> tuple[float, float]:
+            runner_metrics = result.get("env_runners", {})
+            return float(runner_metrics.get("shipped_bytes", 0)), float(runner_metrics.get("shipped_steps", 0))
+
         warm = algo.train()  # warm-up: actor start-up is done, first decodings and allocations happen here
         s0, _ = counts(warm)
+        bytes0, steps0 = shipped(warm)
         timers: dict[str, list[float]] = {}
         start = time.perf_counter()
         result, iterations = warm, 0
@@ -175,15 +215,18 @@ def run_rllib(args: argparse.Namespace, algo_name: str, runners: int) -> dict[st
                     timers.setdefault(key, []).append(float(value))
         seconds = time.perf_counter() - start
         s1, _ = counts(result)
+        bytes1, steps1 = shipped(result)
 
         def remote_episodes(runner: Any) -> dict[str, Any]:  # runs in the runner process
             return episode_bytes(runner.sample(num_timesteps=max(1, rollout // max(1, runners)),
                                                random_actions=False))
 
         if runners:
-            shipped = algo.env_runner_group.foreach_env_runner(remote_episodes, local_env_runner=False)[0]
+            stored = algo.env_runner_group.foreach_env_runner(remote_episodes, local_env_runner=False)[0]
         else:
-            shipped = episode_bytes(algo.env_runner.sample(num_timesteps=rollout, random_actions=False))
+            stored = episode_bytes(algo.env_runner.sample(num_timesteps=rollout, random_actions=False))
+        stored["per_step"] = (bytes1 - bytes0) / max(steps1 - steps0, 1.0)  # what the runners shipped in training
+        stored["shipped_steps"] = steps1 - steps0
 
         # the weights one update broadcasts: the learner's inference-only module state, as sync_weights gets it
         state = algo.learner_group.get_state(components=[f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}"],
@@ -201,7 +244,7 @@ def run_rllib(args: argparse.Namespace, algo_name: str, runners: int) -> dict[st
         return {"engine": "rllib", "algo": algo_name, "runners": runners, "tokens": s1 - s0, "seconds": seconds,
                 "tokens_per_s": (s1 - s0) / seconds, "iterations": iterations,
                 "envs_per_runner": -(-cfg.n_envs // max(1, runners)),
-                "parts": parts, "shipped": shipped, "weight_bytes": weight_bytes, "sync_s": sync_s,
+                "parts": parts, "shipped": stored, "weight_bytes": weight_bytes, "sync_s": sync_s,
                 "nodes": len([n for n in ray.nodes() if n["Alive"]])}
     finally:
         algo.stop()
@@ -224,7 +267,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     sb3 = next((r for r in rows if r["engine"] == "sb3"), None)
     lines = [f"env {args.env}, batch {args.n_envs} envs x {args.n_steps} tokens = {args.n_envs * args.n_steps} "
              f"tokens per update, {args.iterations} updates timed after 1 warm-up; {os.cpu_count()} CPU cores, "
-             f"driver torch threads {args.threads}, load average {os.getloadavg()[0]:.2f} at the end", "",
+             f"driver torch threads {args.threads}, 1-min load average {getattr(args, 'load_start', float('nan')):.2f} "
+             f"at the start, {os.getloadavg()[0]:.2f} at the end", "",
              "| engine | algo | env runners | tokens/s | / SB3 PPO | s per iteration: sampling | update | weight sync "
              "| runner µs per token: model | env step |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -239,12 +283,13 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             if r["engine"] == "rllib" else ["-", "-"]
         lines.append(f"| {r['engine']} | {r['algo']} | {r['runners'] if r['engine'] == 'rllib' else '-'} | "
                      f"{r['tokens_per_s']:.0f} | {ratio} | {' | '.join(cells)} | {' | '.join(runner)} |")
-    lines += ["", "| engine | algo | stored per token, B | of which observations | actions + rewards | model outputs "
-              "(keys) | shipped to the learner per token (pickled), B | weights per update, MB | broadcast to all "
-              "runners, ms |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| engine | algo | stored per token, B | of which observations | + prompt once per chunk | "
+              "actions + rewards | model outputs (keys) | shipped to the learner per token, B | with the prompt at "
+              "every step, B | weights per update, MB | broadcast to all runners, ms |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if sb3:
-        lines.append(f"| sb3 | ppo | {sb3['stored_per_step']:.0f} | {sb3['stored_obs_per_step']:.0f} | - | - | "
-                     "0 (one process) | 0 | 0 |")
+        lines.append(f"| sb3 | ppo | {sb3['stored_per_step']:.0f} | {sb3['stored_obs_per_step']:.0f} | - | - | - | "
+                     "0 (one process) | - | 0 | 0 |")
     seen = set()
     for r in rows:
         if r["engine"] != "rllib" or (r["algo"], r["runners"]) in seen:
@@ -254,9 +299,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         stored = sum(raw.values())
         sync = f"{1000 * r['sync_s']:.0f} ({r['runners']} runners)" if math.isfinite(r["sync_s"]) else "-"
         lines.append(f"| rllib | {r['algo']} (x{r['runners']}) | {stored:.0f} | {raw['observations']:.0f} | "
-                     f"{raw['actions'] + raw['rewards']:.0f} | {raw['extra_model_outputs']:.0f} "
-                     f"({', '.join(sh['extra_keys'])}) | {sh['per_step']:.0f} | {r['weight_bytes'] / 2**20:.2f} | "
-                     f"{sync} |")
+                     f"{raw['custom_data']:.0f} | {raw['actions'] + raw['rewards']:.0f} | "
+                     f"{raw['extra_model_outputs']:.0f} ({', '.join(sh['extra_keys'])}) | {sh['per_step']:.0f} | "
+                     f"{sh['per_step_full']:.0f} | {r['weight_bytes'] / 2**20:.2f} | {sync} |")
     return "\n".join(lines)
 
 
@@ -291,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
     th.set_num_threads(max(1, args.threads))  # the driver's threads (text-envs train takes one per core)
+    args.load_start = os.getloadavg()[0]
     rows = [run_sb3(args)]
     print(f"sb3 ppo: {rows[-1]['tokens_per_s']:.0f} tokens/s", flush=True)
     # logical CPU slots for every runner (Ray's scheduler would otherwise queue runners beyond the core count)

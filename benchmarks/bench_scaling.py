@@ -573,7 +573,8 @@ class Settings:
 
 
 QUICK = Settings(n_envs_list=(1, 4), lengths=(16, 32), prompts=(64, 256), min_tokens=128, repeats=1, base_envs=4,
-                 floor_sizes=("tiny",), mem_sizes=("tiny",), mem_envs=(1, 4), mem_prompts=(128,), mem_steps=16, buffer_fill=64)
+                 floor_sizes=("tiny",), mem_sizes=("tiny",), mem_envs=(1, 4), mem_prompts=(128,), mem_steps=16,
+                 buffer_fill=64)
 
 
 def _interleaved(ppo: Any, timers: PPOTimers, steps: int, generate: Callable[[], float],
@@ -731,7 +732,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--size", default="tiny", choices=SIZES[:3], help="model of the n_envs/length/prompt tables")
     parser.add_argument("--tables", default=",".join(DEFAULT_TABLES),
                         help=f"comma-separated subset of {TABLES}, or 'all' (default: all but memory)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: on a shared 2-core machine 2 threads can run 30x slower)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a shared 2-core machine 2 threads can run 30x slower)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import torch as th

@@ -95,7 +95,8 @@ def task_data(tokenizer: Any, n: int, P: int, T: int) -> tuple[list[dict], list[
         prompt, references = env.example_text(i)
         content = int(env.encode_prompt(prompt)[1].sum())
         if content >= P:
-            raise TextEnvsError(f"expected prompts shorter than P={P} tokens (no truncation), got {content}: raise --prompt-tokens")
+            raise TextEnvsError(f"expected prompts shorter than P={P} tokens (no truncation), got {content}: "
+                                "raise --prompt-tokens")
         prompts.append(prompt)
         refs.append(references[0])
     return rows, prompts, refs
@@ -168,7 +169,8 @@ def _trl() -> Any:
     try:
         import trl
     except ImportError as e:
-        raise TRLUnavailableError(f"expected trl to be installed, got ImportError: {e}. Fix: pip install -e '.[bench]'") from e
+        raise TRLUnavailableError(f"expected trl to be installed, got ImportError: {e}. "
+                                  "Fix: pip install -e '.[bench]'") from e
     for name in ("GRPOTrainer", "GRPOConfig", "RLOOTrainer", "RLOOConfig"):
         if not hasattr(trl, name):
             raise TRLUnavailableError(f"expected trl.{name} (trl >= 0.20), got trl {trl.__version__} without it")
@@ -176,14 +178,15 @@ def _trl() -> Any:
 
 
 class _RewardFn:
-    """ROUGE-L of each completion against its reference; records (cumulative tokens, reward) and its time."""
+    """The reward (default ROUGE-L) of each completion against its reference; records (cumulative tokens, reward)
+    and its time."""
 
     __name__ = "rouge_l"
 
-    def __init__(self) -> None:
+    def __init__(self, spec: str = "rouge-l") -> None:
         from text_envs import make_reward
 
-        self.reward = make_reward("rouge-l")
+        self.reward = make_reward(spec)
         self.tokens = 0
         self.log: list[tuple[int, float]] = []
         self.seconds = 0.0
@@ -226,7 +229,7 @@ def run_trl(kind: str, model_dir: str, tokenizer: Any, prompts: list[str], refs:
     )
     args = Config(**common)
     dataset = Dataset.from_dict({"prompt": prompts, "summary": refs})
-    reward = _RewardFn()
+    reward = _RewardFn(getattr(a, "reward", "rouge-l"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = Trainer(model=model_dir, reward_funcs=[reward], args=args, train_dataset=dataset,
@@ -363,6 +366,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ppo-baseline", default="none", choices=("none", "greedy"),
                         help="greedy: PPO's reward minus the starting model's greedy reward on the same prompt "
                              "(text_envs.wrappers.SelfCriticalReward), with lambda 1 and a detached value head")
+    parser.add_argument("--reward", default="rouge-l", help="the reward of TRL's trainers (a text_envs reward name)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--warm-start", type=int, default=0, metavar="N",
                         help="first teach the model N train references (teacher forcing; 0: start from random weights)")

@@ -34,7 +34,8 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.utils import obs_as_tensor
 
-from text_envs_app.experiment import TrainConfig, make_train_env
+from text_envs_app.config import TrainConfig
+from text_envs_app.engines.sb3 import make_train_env
 
 
 def word_tokens(venv, n: int = 64) -> np.ndarray:

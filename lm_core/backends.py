@@ -26,9 +26,11 @@ differences and causal models get explicit positions, so holes in the cache are 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch as th
@@ -44,6 +46,8 @@ __all__ = [
     "ModelLoadError",
     "load_model",
     "make_backend",
+    "quiet_loading",
+    "trim_left_padding",
     "tiny_t5_config",
     "default_model",
     "greedy_baseline",
@@ -87,13 +91,55 @@ def _config_from_dict(d: dict[str, Any]):
     return AutoConfig.for_model(model_type, **d)
 
 
-def load_model(spec: Any, dtype: th.dtype | None = None) -> nn.Module:
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Switch transformers' progress bars off for the duration (its "Loading weights" bar on every
+    ``from_pretrained``), and back to what they were after: a library call prints nothing of its own."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if was_on:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def remote_code_refusal(name: str, detail: str = "") -> ModelLoadError:
+    """The error for a model whose loading would run Python code shipped with it (``trust_remote_code``)."""
+    return ModelLoadError(
+        f"model {name!r} ships its own Python code{detail}, which transformers runs only when it is trusted, and "
+        "text-envs never trusts it implicitly. Read that code first; if you trust it, pass --trust-remote-code "
+        "(Python: trust_remote_code=True), or use a model whose architecture transformers has built in."
+    )
+
+
+def _auto_map(name: str) -> dict[str, Any] | None:
+    """The ``auto_map`` of a local model folder's config.json (custom code), else None."""
+    import json
+
+    path = os.path.join(name, "config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None  # transformers says what is wrong with it
+    return config.get("auto_map") if isinstance(config, dict) and config.get("auto_map") else None
+
+
+def load_model(spec: Any, dtype: th.dtype | None = None, trust_remote_code: bool = False) -> nn.Module:
     """Build a Hugging Face LM from a model object, a config (object or dict), a local path or a hub name.
 
     :param spec: ``PreTrainedModel`` | ``PretrainedConfig`` | config dict (``config.to_dict()``) | str path/name
     :param dtype: optional parameter dtype (e.g. ``torch.bfloat16``). A checkpoint loaded from a path or name
         comes as float32 unless this says otherwise, whatever dtype it was stored in (transformers 5 would keep
         the stored dtype, and Adam steps on float16 weights are mostly rounded away or blow up)
+    :param trust_remote_code: let transformers run the Python code a model folder ships (its config.json's
+        ``auto_map``); False (the default, never changed implicitly): such a model is refused with a message
     :return: an ``AutoModelForSeq2SeqLM`` or ``AutoModelForCausalLM`` instance
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PretrainedConfig, PreTrainedModel
@@ -111,10 +157,19 @@ def load_model(spec: Any, dtype: th.dtype | None = None) -> nn.Module:
                 raise ModelLoadError(f"cannot build a language model from config {type(spec).__name__}: {e}") from e
         elif isinstance(spec, (str, os.PathLike)):
             name = os.fspath(spec)
+            auto_map = _auto_map(name)
+            if auto_map is not None and not trust_remote_code:
+                raise remote_code_refusal(name, f" (config.json's auto_map: {auto_map})")
+            trust = {"trust_remote_code": True} if trust_remote_code else {}
             try:
-                config = AutoConfig.from_pretrained(name)
+                config = AutoConfig.from_pretrained(name, **trust)
                 cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-                model = cls.from_pretrained(name, dtype=dtype if dtype is not None else th.float32)
+                with quiet_loading():  # no "Loading weights" progress bar in library use
+                    model = cls.from_pretrained(name, dtype=dtype if dtype is not None else th.float32, **trust)
+            except ValueError as e:
+                if "trust_remote_code" in str(e):  # a hub model with custom code
+                    raise remote_code_refusal(name) from e
+                raise
             except OSError as e:
                 raise ModelLoadError(
                     f"could not load model {name!r}: expected a local directory with config.json and weights, or a "
@@ -199,6 +254,25 @@ def _check_plain_layers(cache: Any) -> bool:
     return all(type(layer) is DynamicLayer for layer in layers)
 
 
+def trim_left_padding(prompt_ids: th.Tensor, prompt_mask: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Cut the leading columns that are padding in every row of left-padded prompts (one host sync).
+
+    A text env pads every prompt to ``P`` (256 for summarization) while most are far shorter; the cut columns
+    are masked out of every attention, and T5's relative positions and a causal model's explicit positions
+    (from the mask) do not change, so the forward is the same to float error at a fraction of the cost.
+
+    :param prompt_ids: (E, P) left-padded ids
+    :param prompt_mask: (E, P) 1 on real tokens
+    :return: ``(prompt_ids[:, c:], prompt_mask[:, c:])`` with ``c`` the first column real in some row (at most
+        ``P - 1``: one column is always kept)
+    """
+    P = prompt_mask.shape[1]
+    live = prompt_mask.bool().any(0)  # (P,)
+    first = int(live.int().argmax()) if bool(live.any()) else P - 1  # sync
+    first = min(first, P - 1)
+    return (prompt_ids[:, first:], prompt_mask[:, first:]) if first > 0 else (prompt_ids, prompt_mask)
+
+
 # --------------------------------------------------------------------------------------------------------
 # backends
 # --------------------------------------------------------------------------------------------------------
@@ -215,6 +289,7 @@ class LMBackend:
         self.model = model
         self.vocab_size = int(vocab_size)
         self._hidden: th.Tensor | None = None
+        self._select: tuple[th.Tensor, th.Tensor] | None = None  # (episode, position) rows the LM head runs on
         head = model.get_output_embeddings()
         if head is None:
             raise ModelLoadError(f"expected a model with an LM head (get_output_embeddings), got {type(model).__name__}")
@@ -224,8 +299,25 @@ class LMBackend:
         self.cache_kw = _cache_kwarg(model)
         self.config = model.config
 
-    def _capture(self, module: nn.Module, args: tuple) -> None:
-        self._hidden = args[0]
+    def _capture(self, module: nn.Module, args: tuple) -> tuple | None:
+        h = args[0]
+        if self._select is not None:  # (E, L, H) -> (N, H): the head runs on the positions the caller reads only
+            h = h[self._select]
+            self._hidden = h
+            return (h, *args[1:])
+        self._hidden = h
+        return None
+
+    @contextlib.contextmanager
+    def outputs_at(self, outputs: tuple[th.Tensor, th.Tensor]) -> Iterator[None]:
+        """Within this, :meth:`forward_sequences` returns only the rows ``outputs = (episode, position)`` (N,):
+        logits (N, V) and hidden (N, H), with the LM head run on those rows only (the (E, L, V) logits and their
+        gradient are most of an update's memory at a large vocabulary)."""
+        self._select = outputs
+        try:
+            yield
+        finally:
+            self._select = None
 
     def take_hidden(self) -> th.Tensor:
         h, self._hidden = self._hidden, None
@@ -242,7 +334,8 @@ class LMBackend:
         :param prompt_mask: (E, P) 1 on real prompt tokens
         :param tokens: (E, L) generated tokens, right-padded (any id past an episode's end)
         :return: logits (E, L, V) where ``[:, t]`` is the distribution of ``tokens[:, t]`` given the prompt
-            and ``tokens[:, :t]``, and hidden states (E, L, H) at the same positions
+            and ``tokens[:, :t]``, and hidden states (E, L, H) at the same positions; inside
+            :meth:`outputs_at`, (N, V) and (N, H) at its rows
         """
         raise NotImplementedError
 
@@ -305,6 +398,7 @@ class Seq2SeqBackend(LMBackend):
     def forward_sequences(self, prompt_ids, prompt_mask, tokens):
         from transformers.modeling_outputs import BaseModelOutput
 
+        prompt_ids, prompt_mask = trim_left_padding(prompt_ids, prompt_mask)  # (E, P') with P' <= P
         enc = self.encode(prompt_ids, prompt_mask)
         out = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc),
@@ -312,7 +406,7 @@ class Seq2SeqBackend(LMBackend):
             decoder_input_ids=self._decoder_inputs(tokens),
             use_cache=False,
         )
-        return self._slice(out.logits), self.take_hidden()  # (E, L, V), (E, L, H)
+        return self._slice(out.logits), self.take_hidden()  # (E, L, V), (E, L, H); in outputs_at: (N, V), (N, H)
 
     def prefill(self, prompt_ids, prompt_mask, prefix):
         from transformers.modeling_outputs import BaseModelOutput
@@ -335,7 +429,7 @@ class Seq2SeqBackend(LMBackend):
 
         out = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=state.extra),
-            attention_mask=state.prompt_mask,
+            attention_mask=state.prompt_mask[:, -state.extra.shape[1]:],  # (B, W): the encoder output's columns
             decoder_input_ids=tokens[:, None],
             decoder_attention_mask=mask,
             use_cache=True,
@@ -371,12 +465,23 @@ class CausalBackend(LMBackend):
 
     def forward_sequences(self, prompt_ids, prompt_mask, tokens):
         E, L = tokens.shape
+        prompt_ids, prompt_mask = trim_left_padding(prompt_ids, prompt_mask)  # (E, P') with P' <= P
         ids = th.cat([prompt_ids, tokens[:, :-1]], dim=1)  # (E, P + L - 1)
         mask = th.cat([prompt_mask.long(), th.ones_like(tokens[:, :-1])], dim=1)
+        select = self._select
+        if select is not None and self._keep_kw is None:  # the head sees every position: select after it
+            self._select = None
+            try:
+                _, logits, hidden = self._call(
+                    L, input_ids=ids, attention_mask=mask, position_ids=self.positions(mask), use_cache=False
+                )
+            finally:
+                self._select = select
+            return logits[select], hidden[select]  # (N, V), (N, H)
         _, logits, hidden = self._call(
             L, input_ids=ids, attention_mask=mask, position_ids=self.positions(mask), use_cache=False
         )
-        return logits, hidden  # (E, L, V), (E, L, H): positions P-1 .. P+L-2
+        return logits, hidden  # (E, L, V), (E, L, H): positions P-1 .. P+L-2; in outputs_at: (N, V), (N, H)
 
     def prefill(self, prompt_ids, prompt_mask, prefix):
         k, t = prefix.shape
@@ -413,6 +518,10 @@ class DecodeState:
 
     :param backend: the model's backend
     """
+
+    #: prefills see prompts without the columns that are padding in all their rows; a seq2seq encoder output is
+    #: kept as wide as the longest live prompt (subclasses with fixed-shape buffers set it False)
+    trims_prompts = True
 
     def __init__(self, backend: LMBackend):
         self.backend = backend
@@ -458,13 +567,42 @@ class DecodeState:
         self.mask[rows] = 0
         self.mask[rows, L - n0 :] = new_mask
         if extra is not None:  # seq2seq: encoder output and cross-attention keys/values
-            if self.extra is None:
+            if self.extra is None:  # as wide as the cross-attention layers _empty_from made from this prefill
                 self.extra = extra.new_zeros((self.B, *extra.shape[1:]))
-            self.extra[rows] = extra
+            W = self._fit_encoder_width(max(extra.shape[1], self.extra.shape[1]))
+            pad = W - extra.shape[1]  # a shorter prompt: zero columns on the left, masked out like its padding
+            self.extra[rows, pad:] = extra
+            self.extra[rows, :pad] = 0
             cross_shared = self.cache.cross_attention_cache.layers
             for layer, fresh in zip(cross_shared, cache.cross_attention_cache.layers):
-                layer.keys[rows] = fresh.keys.to(layer.keys.dtype)
-                layer.values[rows] = fresh.values.to(layer.values.dtype)
+                layer.keys[rows, :, pad:] = fresh.keys.to(layer.keys.dtype)
+                layer.values[rows, :, pad:] = fresh.values.to(layer.values.dtype)
+                layer.keys[rows, :, :pad] = 0
+                layer.values[rows, :, :pad] = 0
+
+    def _fit_encoder_width(self, W: int) -> int:
+        """Widen (zeros on the left) or narrow (drop left columns) the encoder output and the cross-attention
+        keys/values of every row to W columns; returns W.
+
+        Prompts are left-padded, so while W is at least the longest live prompt, the last W columns of
+        ``prompt_mask`` hold every row's real tokens and the step's encoder mask is ``prompt_mask[:, -W:]``.
+        """
+        have = self.extra.shape[1]
+        if W == have:
+            return W
+        layers = self.cache.cross_attention_cache.layers
+
+        def fit(t: th.Tensor, dim: int) -> th.Tensor:
+            if W < have:
+                return t.narrow(dim, have - W, W).contiguous()
+            shape = list(t.shape)
+            shape[dim] = W - have
+            return th.cat([t.new_zeros(shape), t], dim=dim)
+
+        self.extra = fit(self.extra, 1)
+        for layer in layers:
+            layer.keys, layer.values = fit(layer.keys, 2), fit(layer.values, 2)
+        return W
 
     # main entry -------------------------------------------------------------------------------------------
     def __call__(
@@ -520,6 +658,8 @@ class DecodeState:
             for t, rows_list in groups.items():
                 rows = th.tensor(rows_list, device=dev)
                 p_ids, p_mask = prompt_ids[rows], prompt_mask[rows]
+                if self.trims_prompts:  # no prefill work on columns that are padding in all of these rows
+                    p_ids, p_mask = trim_left_padding(p_ids, p_mask)
                 prefix = gen_ids[rows, :t]
                 lg, hd, cache, extra, next_pos = self.backend.prefill(p_ids, p_mask, prefix)
                 if self.backend.kind == "seq2seq":
@@ -538,6 +678,8 @@ class DecodeState:
         self.gen_ids.copy_(gen_ids)
         self.consumed.copy_(gen_len)
         self.valid.fill_(True)
+        if reb_h.any() and self.trims_prompts and self.extra is not None:  # a long prompt may have left
+            self._fit_encoder_width(max(int(prompt_mask.sum(1).max()), 1))  # host sync, after a rebuild only
         self.logits, self.hidden = logits, hidden
         self._compact()
         return logits, hidden

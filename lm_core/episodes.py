@@ -154,9 +154,8 @@ def teacher_forced_outputs(
     """
     if tokens is None:
         tokens = trimmed_tokens(batch)
-    logits, hidden = backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)  # (E, L, V), (E, L, H)
-    idx = (batch.out_episode, batch.out_pos)
-    return logits[idx], hidden[idx]
+    with backend.outputs_at((batch.out_episode, batch.out_pos)):  # the LM head at the outputs only
+        return backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)  # (N, V), (N, H)
 
 
 def trimmed_tokens(batch: EpisodeBatch) -> th.Tensor:

@@ -73,6 +73,8 @@ class StaticDecodeState(DecodeState):
         costs more than the arithmetic, else the model's own). Prefills always use the model's own
     """
 
+    trims_prompts = False  # the static buffers keep the full prompt width P
+
     def __init__(self, backend: LMBackend, compile: bool | str = True, slack: int | None = None,
                  attention: str | None = None):
         super().__init__(backend)

@@ -47,7 +47,9 @@ def example_source(env: Any) -> Any:
     )
 
 
-def supervised_examples(policy: Any, env: Any, max_examples: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def supervised_examples(
+    policy: Any, env: Any, max_examples: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Encode the env's examples as (prompt_ids (P,), prompt_mask (P,), target_ids (<=T,)) triples.
 
     :param policy: gives the token budget ``policy.T``

@@ -5,7 +5,7 @@ RLlib's ``SingleAgentEnvRunner`` builds ``config.env(env_context)`` in every run
 ``num_envs_per_env_runner`` envs at once, and :class:`TextVectorEnv` is the task's native vector env
 (:func:`text_envs.make_vector_env`: the episodes of ``gym.make`` stepped as arrays, Gymnasium's ``NEXT_STEP``
 auto-reset that RLlib expects). With a per-prompt baseline it is wrapped in
-:class:`text_envs.vector.SelfCriticalVectorReward` whose ``baseline_fn`` is the frozen start model's greedy decoding
+:class:`text_envs.wrappers.vector.SelfCriticalVectorReward` whose ``baseline_fn`` is the frozen start model's greedy decoding
 (:func:`lm_core.backends.greedy_baseline`), built in the runner process (the same start weights as the module's,
 see :func:`start_model`): the SB3 runs' ``attach_baseline``, per runner.
 """
@@ -97,7 +97,7 @@ class TextVectorEnv(gym.vector.VectorWrapper):
         single = venv.single_env
         if uses_baseline(single, cfg.get("baseline", "auto")):
             from lm_core.backends import greedy_baseline
-            from text_envs.vector import SelfCriticalVectorReward
+            from text_envs.wrappers.vector import SelfCriticalVectorReward
 
             lm, _ = start_model(cfg.get("model"), int(venv.single_action_space.n), int(cfg.get("model_seed", 0)))
             venv = SelfCriticalVectorReward(venv, baseline_fn=greedy_baseline(

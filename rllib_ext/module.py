@@ -11,9 +11,11 @@ How RLlib drives it:
   writes that into every episode step): it lives in the module object of each runner and is dropped whenever
   :meth:`set_state` loads new weights. The module samples the token itself (:func:`lm_core.sampling.sample_tokens`)
   and returns ``actions`` and ``action_logp`` only: an episode stores 8 bytes per step for them, beside the
-  observation (``(2P + 2T) * 8`` bytes), the reward and RLlib's weights version (measured: 136 bytes per step on
-  TextCopy-v0, 4.9 KB on TextSummarization-v0 with P=256, T=48), where RLlib's ``GetActions`` connector would also
-  store ``V`` float32 distribution inputs per step (24 KB at the shipped tokenizer's V=6000, 128 KB at 32,000).
+  observation, the reward and RLlib's weights version, where RLlib's ``GetActions`` connector would also store
+  ``V`` float32 distribution inputs per step (24 KB at the shipped tokenizer's V=6000, 128 KB at 32,000). The
+  observation the module reads is the env's full one (``(2P + 2T) * 8`` bytes, 4.9 KB on TextSummarization-v0 with
+  P=256, T=48); the episode keeps only its generated count and the prompt once per chunk
+  (:mod:`rllib_ext.episodes`), and the learner rebuilds the full observations before this module sees them.
 * **Learners** call ``forward_train`` on a flat batch of timesteps of many episodes (shuffled or cut at fragment
   boundaries). The observation holds the prompt and the tokens generated so far, so the timesteps are grouped back
   into episodes (:meth:`lm_core.episodes.EpisodeBatch.from_observations`: same prompt, generated ids that extend one

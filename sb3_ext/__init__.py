@@ -15,7 +15,7 @@ The natively vectorized envs as an SB3 ``VecEnv`` (N episodes stepped as arrays,
 
 The engine-neutral language-model core (model loading, the decode caches, KL, fluency, warm start) lives in
 ``lm_core``; the names above are re-exported from there, and ``sb3_ext.backends``, ``sb3_ext.kl``,
-``sb3_ext.static_cache`` and ``sb3_ext.fluency`` stay importable as re-export modules.
+``sb3_ext.static_cache`` and ``sb3_ext.fluency`` still resolve every name, with a ``FutureWarning`` (removed in 0.3.0).
 
 Heavy dependencies (torch, transformers, stable-baselines3) load on first attribute access.
 """
@@ -39,6 +39,11 @@ __all__ = [
     "ModelLoadError",
     "greedy_baseline",
     "TRPO",
+    "GRPO",
+    "RLOO",
+    "REINFORCE",
+    "RAFT",
+    "DPO",
     "BatchedRewardVecEnvWrapper",
     "TextVecEnv",
     "make_text_vec_env",
@@ -61,6 +66,11 @@ _WHERE = {
     "ModelLoadError": "lm_core.backends",
     "greedy_baseline": "lm_core.backends",
     "TRPO": "sb3_ext.trpo",
+    "GRPO": "sb3_ext.algorithms",  # the group algorithms: docs/guides/algorithms.md
+    "RLOO": "sb3_ext.algorithms",
+    "REINFORCE": "sb3_ext.algorithms",
+    "RAFT": "sb3_ext.algorithms",
+    "DPO": "sb3_ext.algorithms",
     "BatchedRewardVecEnvWrapper": "sb3_ext.batched_reward",
     "TextVecEnv": "sb3_ext.vec_env",
     "make_text_vec_env": "sb3_ext.vec_env",

@@ -1,25 +1,9 @@
-"""Moved to ``lm_core.backends`` (engine-neutral); this module re-exports it for old imports and saved models."""
+"""Moved to :mod:`lm_core.backends` (the model backends and decode caches, engine-neutral).
 
-from lm_core.backends import *  # noqa: F401,F403
-from lm_core.backends import (  # noqa: F401  (explicit: the private names too)
-    CausalBackend,
-    DecodeState,
-    LMBackend,
-    ModelLoadError,
-    Seq2SeqBackend,
-    greedy_baseline,
-    load_model,
-    make_backend,
-    tiny_t5_config,
-    _cache_kwarg,
-    _check_plain_layers,
-    _config_from_dict,
-    _is_seq2seq,
-    _out_cache,
-    _self_layers,
-)
+Every name still resolves from this old path, with a :class:`FutureWarning` naming its new home; the old path is
+removed in text-envs 0.3.0 (:data:`text_envs.deprecation.REMOVED_IN`).
+"""
 
-__all__ = [
-    "CausalBackend", "DecodeState", "LMBackend", "ModelLoadError", "Seq2SeqBackend", "greedy_baseline",
-    "load_model", "make_backend", "tiny_t5_config",
-]
+from text_envs.deprecation import moved_module
+
+__getattr__ = moved_module(__name__, "lm_core.backends")

@@ -1,9 +1,9 @@
-"""Moved to ``lm_core.fluency`` (engine-neutral); this module re-exports it for old imports."""
+"""Moved to :mod:`lm_core.fluency` (the fluency measures, engine-neutral).
 
-from lm_core.fluency import *  # noqa: F401,F403
-from lm_core.fluency import (  # noqa: F401  (explicit: the private names too)
-    sequence_nll,
-    start_model_perplexity,
-)
+Every name still resolves from this old path, with a :class:`FutureWarning` naming its new home; the old path is
+removed in text-envs 0.3.0 (:data:`text_envs.deprecation.REMOVED_IN`).
+"""
 
-__all__ = ["sequence_nll", "start_model_perplexity"]
+from text_envs.deprecation import moved_module
+
+__getattr__ = moved_module(__name__, "lm_core.fluency")

@@ -1,16 +1,9 @@
-"""Moved to ``lm_core.kl`` (engine-neutral); this module re-exports it for old imports and saved models."""
+"""Moved to :mod:`lm_core.kl` (the KL estimators and controllers, engine-neutral).
 
-from lm_core.kl import *  # noqa: F401,F403
-from lm_core.kl import (  # noqa: F401  (explicit: the private names too)
-    DEFAULT_INIT_KL_COEF,
-    KL_ESTIMATORS,
-    AdaptiveKLController,
-    FixedKLController,
-    kl_estimate,
-    make_kl_controller,
-)
+Every name still resolves from this old path, with a :class:`FutureWarning` naming its new home; the old path is
+removed in text-envs 0.3.0 (:data:`text_envs.deprecation.REMOVED_IN`).
+"""
 
-__all__ = [
-    "DEFAULT_INIT_KL_COEF", "KL_ESTIMATORS", "AdaptiveKLController", "FixedKLController", "kl_estimate",
-    "make_kl_controller",
-]
+from text_envs.deprecation import moved_module
+
+__getattr__ = moved_module(__name__, "lm_core.kl")

@@ -13,6 +13,11 @@ How SB3 drives it (PPO / A2C / sb3-contrib TRPO, stock classes):
   prefix chains (:meth:`~lm_core.episodes.EpisodeBatch.from_observations`: same prompt, generated ids that are
   prefixes of one another, i.e. the steps of one episode) and run one teacher-forced forward per chain: the same
   outputs as one forward per observation (``group_observations=False``, the path before) to float error.
+* Which of the two: when SB3's shuffled minibatches would hold few steps of each episode (SB3's defaults,
+  ``PPO(LLMPolicy, env)``: 64 of 2048 steps) and the user named no buffer, the policy swaps the algorithm's
+  ``DictRolloutBuffer`` for an :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`; a ``DictRolloutBuffer`` the user
+  named stays, with a warning that says what it costs (:meth:`LLMPolicy._choose_minibatches`,
+  docs/guides/performance.md).
 * ``kl_coef > 0`` (or ``kl_target``) needs :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`, which applies the
   penalty: when the algorithm building the policy has SB3's default ``DictRolloutBuffer`` the policy replaces it
   by one (with a warning); any other buffer is refused with an error.
@@ -124,6 +129,54 @@ def _find_algorithm() -> Any:
         del frame
 
 
+#: :func:`_named_buffer_class` when no constructor of the algorithm is on the stack (``PPO.load``, a hand-made
+#: ``_setup_model`` call): whatever buffer it holds counts as chosen
+UNKNOWN_CHOICE = object()
+
+
+def _named_buffer_class(algo: Any) -> Any:
+    """The ``rollout_buffer_class`` argument the algorithm's constructor received: a class, ``None`` (left out:
+    SB3 then falls back to its ``DictRolloutBuffer``, so the attribute alone cannot tell) or ``UNKNOWN_CHOICE``."""
+    frame = inspect.currentframe()
+    try:
+        frame = frame.f_back if frame is not None else None
+        for _ in range(16):
+            if frame is None:
+                break
+            if (frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is algo
+                    and "rollout_buffer_class" in frame.f_locals):
+                return frame.f_locals["rollout_buffer_class"]
+            frame = frame.f_back
+        return UNKNOWN_CHOICE
+    finally:
+        del frame
+
+
+#: SB3's shuffled minibatches are replaced by whole-episode ones (or, for a buffer the user named, a warning
+#: says what they cost) when they would make LLMPolicy run at least this many times the teacher-forced
+#: forwards of EpisodeRolloutBuffer's minibatches (docs/guides/performance.md)
+SPARSE_MINIBATCH_COST = 4.0
+
+
+def sparse_minibatch_cost(n_steps: int, n_envs: int, batch_size: int | None, max_new_tokens: int) -> float:
+    """Estimated forwards of SB3's shuffled minibatches over those of whole-episode minibatches (>= 1).
+
+    A minibatch of ``b`` of ``R = n_steps * n_envs`` stored steps holds about
+    ``k = 1 + (b - 1)(T - 1)/(R - 1)`` steps of an episode of ``T`` steps, so the grouped evaluation runs about
+    ``b / k`` teacher-forced forwards where whole episodes need ``b / T``: a ratio of ``T / k``.
+
+    :param n_steps: steps per env and rollout
+    :param n_envs: envs
+    :param batch_size: minibatch size (``None``: the whole rollout, ratio 1)
+    :param max_new_tokens: ``T``, the longest episode (an upper bound on the ratio for shorter ones)
+    """
+    rows = n_steps * n_envs
+    if not batch_size or batch_size >= rows:
+        return 1.0
+    per_episode = 1 + (batch_size - 1) * (max_new_tokens - 1) / max(rows - 1, 1)
+    return max(1.0, min(max_new_tokens, batch_size) / per_episode)
+
+
 class LLMPolicy(BasePolicy):
     """Actor-critic over a Hugging Face language model, trained by stock SB3 algorithms.
 
@@ -155,7 +208,7 @@ class LLMPolicy(BasePolicy):
         The penalty is applied by :class:`~sb3_ext.buffers.EpisodeRolloutBuffer`:
         ``PPO(LLMPolicy, env, rollout_buffer_class=EpisodeRolloutBuffer, policy_kwargs=dict(kl_coef=0.05))``
     :param kl_target: target KL per episode (nats) for the adaptive controller; ``None``: fixed beta. The adaptive
-        beta starts at ``kl_coef``, or at ``sb3_ext.kl.DEFAULT_INIT_KL_COEF`` (0.2) when ``kl_coef`` is 0
+        beta starts at ``kl_coef``, or at ``lm_core.kl.DEFAULT_INIT_KL_COEF`` (0.2) when ``kl_coef`` is 0
     :param kl_horizon: horizon (episodes) of the adaptive controller
     :param kl_estimator: ``"k1"`` or ``"k3"``
     :param use_cache: use the cached rollout path (``False``: one full forward per observation, the naive path)
@@ -177,6 +230,8 @@ class LLMPolicy(BasePolicy):
     :param dropout: keep the LM's dropout active in training mode (off by default: it corrupts the PPO ratio)
     :param lora: a ``peft.LoraConfig`` or its kwargs as a dict: train LoRA adapters only (needs ``peft``)
     :param dtype: parameter dtype of the LM (``"float32"``, ``"bfloat16"``, ``"float16"``); logits are float32
+    :param trust_remote_code: let transformers run the Python code a model folder ships (its config.json's
+        ``auto_map``); False: such a model is refused with a message (``lm_core.backends.load_model``)
     :param double_backward: run the teacher-forced forwards with the "math" attention kernel, whose graph can be
         differentiated twice (TRPO's Hessian-vector products need it; the fused kernels cannot); ``None``: on
         when the algorithm building the policy is sb3-contrib's TRPO
@@ -212,6 +267,7 @@ class LLMPolicy(BasePolicy):
         dropout: bool = False,
         lora: Any = None,
         dtype: str | th.dtype | None = None,
+        trust_remote_code: bool = False,
         double_backward: bool | None = None,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -255,6 +311,7 @@ class LLMPolicy(BasePolicy):
         self.dropout = bool(dropout)
         self.lora = lora
         self.dtype = dtype
+        self.trust_remote_code = bool(trust_remote_code)
 
         # ---- model and tokenizer ---------------------------------------------------------------------------
         if model_config is not None and model is None:
@@ -263,7 +320,7 @@ class LLMPolicy(BasePolicy):
             lm, default_tok = self._default_model(dtype)
             tokenizer = tokenizer if tokenizer is not None else default_tok
         else:
-            lm = load_model(model, dtype)
+            lm = load_model(model, dtype, trust_remote_code=self.trust_remote_code)
             if tokenizer is None and isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
                 tokenizer = self._try_tokenizer(model)
         if isinstance(tokenizer, (str, os.PathLike)):
@@ -287,7 +344,8 @@ class LLMPolicy(BasePolicy):
         self.reference_source = reference_source if ref_needed and not self.save_reference else None
         if self.reference_source is not None and model is None and model_config is not None:  # loading a save
             try:
-                self.reference_model = self._frozen_copy(load_model(self.reference_source, dtype))
+                self.reference_model = self._frozen_copy(load_model(self.reference_source, dtype,
+                                                                    trust_remote_code=self.trust_remote_code))
             except Exception as e:
                 raise TextEnvsError(
                     f"this policy was saved without its frozen KL reference, which is rebuilt from "
@@ -334,31 +392,58 @@ class LLMPolicy(BasePolicy):
             algo.policy_kwargs = kwargs
             if self.kl_enabled:
                 self._ensure_kl_buffer(algo)
-            self._warn_sparse_minibatches(algo)
+            else:
+                self._choose_minibatches(algo)
             if isinstance(getattr(algo, "rollout_buffer", None), EpisodeRolloutBuffer):
                 algo.rollout_buffer.bind(self, algo)
 
     # ------------------------------------------------------------------------------------------------------
     # construction helpers
     # ------------------------------------------------------------------------------------------------------
-    def _warn_sparse_minibatches(self, algo: Any) -> None:
-        """Say so when SB3's shuffled minibatches will rarely hold two steps of one episode (nothing to group)."""
+    def _choose_minibatches(self, algo: Any) -> None:
+        """Whole-episode minibatches whenever SB3's shuffled ones would cost many forwards and no buffer was named.
+
+        The one place that decides (docs/guides/performance.md): with SB3's stock ``DictRolloutBuffer`` a minibatch
+        of ``batch_size`` shuffled steps holds few steps of each episode, and each episode found costs one
+        teacher-forced forward; :class:`EpisodeRolloutBuffer` yields minibatches of about ``batch_size`` tokens of
+        whole episodes, one forward per episode. When the estimated ratio (:func:`sparse_minibatch_cost`) reaches
+        ``SPARSE_MINIBATCH_COST``: a buffer left out of the algorithm's arguments becomes an EpisodeRolloutBuffer
+        (SB3's ``PPO(LLMPolicy, env)`` at its defaults: 2048 steps, minibatches of 64, 10 epochs); a
+        ``DictRolloutBuffer`` named by the user stays, with a warning that says what it costs.
+        """
         buffer = getattr(algo, "rollout_buffer", None)
-        batch_size = getattr(algo, "batch_size", None)
-        if type(buffer) is not DictRolloutBuffer or not batch_size or getattr(algo, "n_epochs", None) is None:
+        batch_size = getattr(algo, "batch_size", None)  # PPO's and TRPO's minibatches; A2C takes the whole rollout
+        if type(buffer) is not DictRolloutBuffer or not batch_size:
+            return
+        cost = sparse_minibatch_cost(buffer.buffer_size, buffer.n_envs, batch_size, self.T)
+        if cost < SPARSE_MINIBATCH_COST:
+            return
+        named = _named_buffer_class(algo)
+        if named is None and not getattr(algo, "rollout_buffer_kwargs", None):
+            self._swap_in_episode_buffer(algo)
             return
         rows = buffer.buffer_size * buffer.n_envs
-        b = min(int(batch_size), rows)
-        # expected steps of one episode in a minibatch, for episodes of the full budget T (an upper bound)
-        per_episode = 1 + (b - 1) * (self.T - 1) / max(rows - 1, 1)
-        if per_episode < 2:
-            warnings.warn(
-                f"{type(algo).__name__} draws minibatches of {b} of {rows} stored steps: about {per_episode:.1f} "
-                "step(s) of an episode per minibatch, so LLMPolicy runs about one full forward per step instead of "
-                f"one per episode (of up to {self.T} steps). Pass rollout_buffer_class=EpisodeRolloutBuffer "
-                "(minibatches of whole episodes), or a batch_size closer to n_steps * n_envs, for faster updates.",
-                stacklevel=4,
-            )
+        per_episode = 1 + (min(batch_size, rows) - 1) * (self.T - 1) / max(rows - 1, 1)
+        warnings.warn(
+            f"{type(algo).__name__} draws minibatches of {batch_size} of {rows} stored steps from the "
+            f"{type(buffer).__name__} you chose: about {per_episode:.1f} step(s) of an episode per minibatch, so "
+            f"LLMPolicy runs up to {cost:.0f}x the model forwards of whole-episode minibatches (each episode found "
+            f"costs one forward over its prompt and up to {self.T} tokens; the design card's PPO(LLMPolicy, env) "
+            "took 360 s for learn(2048) this way). Leave rollout_buffer_class out, or pass "
+            "rollout_buffer_class=EpisodeRolloutBuffer (minibatches of whole episodes), or use a batch_size closer "
+            "to n_steps * n_envs.",
+            stacklevel=6,  # the line that built the algorithm (PPO.__init__ > _setup_model > here)
+        )
+
+    @staticmethod
+    def _swap_in_episode_buffer(algo: Any) -> None:
+        """Replace the algorithm's ``DictRolloutBuffer`` by an :class:`EpisodeRolloutBuffer` of the same size."""
+        buffer = algo.rollout_buffer
+        algo.rollout_buffer = EpisodeRolloutBuffer(
+            buffer.buffer_size, buffer.observation_space, buffer.action_space, device=buffer.device,
+            gae_lambda=buffer.gae_lambda, gamma=buffer.gamma, n_envs=buffer.n_envs,
+        )
+        algo.rollout_buffer_class = EpisodeRolloutBuffer  # what SB3 saves, so PPO.load builds the same
 
     def _ensure_kl_buffer(self, algo: Any) -> None:
         """The KL penalty is applied by EpisodeRolloutBuffer: swap SB3's default buffer for one, refuse others."""
@@ -366,11 +451,7 @@ class LLMPolicy(BasePolicy):
         if buffer is None or isinstance(buffer, EpisodeRolloutBuffer):
             return
         if type(buffer) is DictRolloutBuffer and not getattr(algo, "rollout_buffer_kwargs", None):
-            algo.rollout_buffer = EpisodeRolloutBuffer(
-                buffer.buffer_size, buffer.observation_space, buffer.action_space, device=buffer.device,
-                gae_lambda=buffer.gae_lambda, gamma=buffer.gamma, n_envs=buffer.n_envs,
-            )
-            algo.rollout_buffer_class = EpisodeRolloutBuffer
+            self._swap_in_episode_buffer(algo)
             warnings.warn(
                 f"kl_coef={self.kl_coef}, kl_target={self.kl_target}: the KL penalty is applied by "
                 f"EpisodeRolloutBuffer, so LLMPolicy replaced {type(algo).__name__}'s DictRolloutBuffer by one. "
@@ -535,6 +616,7 @@ class LLMPolicy(BasePolicy):
             dropout=self.dropout,
             lora=self.lora,
             dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
             double_backward=self.double_backward,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
@@ -803,7 +885,8 @@ class LLMPolicy(BasePolicy):
             arr = arr.detach().cpu().numpy() if isinstance(arr, th.Tensor) else np.asarray(arr)
             n = widths[key]
             if arr.ndim not in (1, 2) or arr.shape[-1] != n:
-                raise ObservationSpaceError(f"expected observation {key!r} of shape ({n},) or (B, {n}), got {arr.shape}: {fix}")
+                raise ObservationSpaceError(f"expected observation {key!r} of shape ({n},) or (B, {n}), "
+                                            f"got {arr.shape}: {fix}")
             rows = 1 if arr.ndim == 1 else arr.shape[0]
             if batch is not None and rows != batch:
                 raise ObservationSpaceError(
@@ -811,7 +894,8 @@ class LLMPolicy(BasePolicy):
             batch = rows
             if arr.dtype.kind not in "iub" and not (arr.dtype.kind == "f" and np.isfinite(arr).all()
                                                      and (arr == np.round(arr)).all()):
-                raise ObservationSpaceError(f"expected integer token ids in observation {key!r}, got dtype {arr.dtype}: {fix}")
+                raise ObservationSpaceError(f"expected integer token ids in observation {key!r}, "
+                                            f"got dtype {arr.dtype}: {fix}")
             if arr.size and key.endswith("_mask") and not np.isin(arr, (0, 1)).all():
                 raise ObservationSpaceError(f"expected observation {key!r} to hold only 0 and 1: {fix}")
             if arr.size and key.endswith("_ids") and not (arr.min() >= 0 and arr.max() < self.V):

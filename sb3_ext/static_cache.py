@@ -1,11 +1,9 @@
-"""Moved to ``lm_core.static_cache`` (engine-neutral); this module re-exports it for old imports and saved models."""
+"""Moved to :mod:`lm_core.static_cache` (the static KV cache, engine-neutral).
 
-from lm_core.static_cache import *  # noqa: F401,F403
-from lm_core.static_cache import (  # noqa: F401  (explicit: the private names too)
-    COMPILE_CHOICES,
-    StaticDecodeState,
-    check_compile_option,
-    _Slots,
-)
+Every name still resolves from this old path, with a :class:`FutureWarning` naming its new home; the old path is
+removed in text-envs 0.3.0 (:data:`text_envs.deprecation.REMOVED_IN`).
+"""
 
-__all__ = ["COMPILE_CHOICES", "StaticDecodeState", "check_compile_option"]
+from text_envs.deprecation import moved_module
+
+__getattr__ = moved_module(__name__, "lm_core.static_cache")

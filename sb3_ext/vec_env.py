@@ -5,7 +5,7 @@ stepped as arrays: auto-reset inside ``step_wait`` (the env runs in Gymnasium's 
 semantics), ``terminal_observation`` and ``TimeLimit.truncated`` in the infos, the ``Monitor`` episode record
 (``info["episode"]`` with the task reward's return, length, time and ``info_keywords``), and, with
 ``baseline=True``, the per-prompt baseline of :class:`text_envs.wrappers.SelfCriticalReward` (outside the
-monitor, as ``make_train_env`` stacks them) batched by :class:`text_envs.vector.VectorBaseline`.
+monitor, as ``make_train_env`` stacks them) batched by :class:`text_envs.wrappers.vector.VectorBaseline`.
 ``tests/test_vector_env.py`` checks every array and info against ``DummyVecEnv`` over single envs.
 
 Attributes: ``get_attr(name)`` returns, for every index, the attribute of the task's single env (tokenizer, token
@@ -27,7 +27,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from text_envs.errors import TextEnvsError
-from text_envs.vector import TextGenerationVectorEnv, VectorBaseline, make_vector_env
+from text_envs.vector import TextGenerationVectorEnv, make_vector_env
+from text_envs.wrappers.vector import VectorBaseline
 
 __all__ = ["TextVecEnv", "make_text_vec_env"]
 
@@ -62,6 +63,16 @@ class TextVecEnv(VecEnv):
         self._t_start = time.time()
         self.episode_returns: list[float] = []  # as Monitor.get_episode_rewards(), all envs together
         self.episode_lengths: list[int] = []
+
+    @property
+    def group_size(self) -> int:
+        """``k``: envs ``[g*k, (g+1)*k)`` write for the same example (1: no groups)."""
+        return self.venv.group_size
+
+    @property
+    def idle_rows(self) -> np.ndarray:
+        """(N,) bool: the envs whose action the next step ignores (waiting for their group's others)."""
+        return self.venv.idle_rows
 
     # ------------------------------------------------------------------ stepping
     def reset(self) -> VecEnvObs:
@@ -163,12 +174,15 @@ class TextVecEnv(VecEnv):
 
 def make_text_vec_env(env_id: str, n_envs: int, *, seed: int | None = None, env_kwargs: dict[str, Any] | None = None,
                       baseline: bool | str = False, info_keywords: Iterable[str] = ("generated_length",),
-                      baseline_batch_size: int = 64) -> TextVecEnv:
+                      baseline_batch_size: int = 64, group_size: int = 1) -> TextVecEnv:
     """The native counterpart of ``make_vec_env(env_id, n_envs, seed=seed, env_kwargs=env_kwargs,
     monitor_kwargs={"info_keywords": info_keywords}, wrapper_class=SelfCriticalReward if baseline)``: the same
     episodes, rewards and infos, stepped as arrays. ``baseline="auto"``: a baseline if the task scores finished
-    texts (all but ``TextCopy-v0``, paid per token)."""
-    venv = make_vector_env(env_id, n_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, **(env_kwargs or {}))
+    texts (all but ``TextCopy-v0``, paid per token). ``group_size=k``: envs ``[g*k, (g+1)*k)`` write for the same
+    example in lockstep (group sampling for ``sb3_ext.GRPO`` and the other group algorithms; see
+    :class:`text_envs.vector.TextGenerationVectorEnv`); ``n_envs`` must be a multiple of it."""
+    venv = make_vector_env(env_id, n_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, group_size=group_size,
+                           **(env_kwargs or {}))
     if baseline == "auto":
         baseline = venv.single_env.reward is not None
     elif not isinstance(baseline, bool):

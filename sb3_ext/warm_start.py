@@ -47,7 +47,9 @@ def _source(env: Any) -> Any:
     return _VecEnvExamples(env) if isinstance(env, VecEnv) else env
 
 
-def supervised_examples(policy: Any, env: Any, max_examples: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def supervised_examples(
+    policy: Any, env: Any, max_examples: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`lm_core.warm_start.supervised_examples`; ``env`` may also be an SB3 ``VecEnv``."""
     return _supervised_examples(policy, _source(env), max_examples)
 

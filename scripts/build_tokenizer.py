@@ -26,9 +26,9 @@ Conventions (T5 / Llama style):
   ``<unk>`` is never produced;
 * Metaspace pre-tokenization (a space becomes ``"▁"``, one ``"▁"`` is always prepended to the text and the
   decoder strips exactly one leading space), with ``--with-zh-fr`` full-width CJK punctuation split into
-  pieces of its own, no Unicode normalization: ``decode(encode(text)) == text`` for every Unicode string (newlines, repeated spaces, CJK,
-  emoji, diacritics), except text that itself contains ``"▁"`` (U+2581, decoded as a space) or the literal
-  special-token strings ``"<pad>"``, ``"</s>"``, ``"<unk>"``;
+  pieces of its own, no Unicode normalization: ``decode(encode(text)) == text`` for every Unicode string
+  (newlines, repeated spaces, CJK, emoji, diacritics), except text that itself contains ``"▁"`` (U+2581,
+  decoded as a space) or the literal special-token strings ``"<pad>"``, ``"</s>"``, ``"<unk>"``;
 * the post-processor appends ``</s>`` (template ``"$A </s>"``), ``decode(..., skip_special_tokens=True)``
   drops it; the byte tokens are ordinary vocabulary entries (not special), so skipping specials keeps them.
 

@@ -78,14 +78,14 @@ def batch_of(envs, indices_by_task, tokenizer, device):
         target = tokenizer(refs[0], add_special_tokens=False)["input_ids"][: env.max_new_tokens - 1]
         labels.append(list(target) + [tokenizer.eos_token_id])
     S = max(len(p) for p in prompts)
-    L = max(len(l) for l in labels)
+    L = max(len(label) for label in labels)
     input_ids = torch.zeros(len(prompts), S, dtype=torch.long)
     attention = torch.zeros(len(prompts), S, dtype=torch.long)
     label_ids = torch.full((len(prompts), L), -100, dtype=torch.long)
-    for i, (p, l) in enumerate(zip(prompts, labels)):
+    for i, (p, label) in enumerate(zip(prompts, labels)):
         input_ids[i, : len(p)] = torch.as_tensor(p)
         attention[i, : len(p)] = 1
-        label_ids[i, : len(l)] = torch.as_tensor(l)
+        label_ids[i, : len(label)] = torch.as_tensor(label)
     return input_ids.to(device), attention.to(device), label_ids.to(device)
 
 

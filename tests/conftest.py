@@ -60,11 +60,11 @@ def restore_torch_threads():
 
 @pytest.fixture
 def one_train_thread(monkeypatch):
-    """``text_envs_app.experiment.train`` sets torch's threads to the core count: make that one (the setting resume
+    """``text_envs_app.train.train`` sets torch's threads to the core count: make that one (the setting resume
     is bit-exact for), and leave one thread set afterwards."""
-    from text_envs_app import experiment
+    from text_envs_app import train as train_job
 
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(train_job.os, "cpu_count", lambda: 1)
     yield
     import torch
 

@@ -93,7 +93,7 @@ def test_sb3_ext_trpo_takes_the_stock_actor_gradients_in_one_pass(summ_env):
     th.testing.assert_close(hvp_ours, hvp_stock, rtol=1e-4, atol=1e-6)
     assert float((hvp_ours - model.cg_damping * vector).abs().max()) > 0  # the Fisher part is not zero
 
-    from text_envs_app.experiment import algorithm_class
+    from text_envs_app.engines.sb3 import algorithm_class
 
     assert algorithm_class("trpo") is sb3_ext.TRPO  # what `text-envs train --algo trpo` and the bench use
 

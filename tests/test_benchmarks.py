@@ -26,7 +26,6 @@ import profile_rollout  # noqa: E402
 
 from text_envs.errors import TextEnvsError  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # the scripts set torch to 1 thread (conftest.py)
 
 
@@ -106,7 +105,8 @@ def test_bench_scaling_quick_tables(capsys):
             for key in ("rollout_tok_s", "generate_tok_s", "rollout_us_tok", "update_us_tok", "generate_us_tok"):
                 assert _finite_positive(r[key]), (table, key, r)
             assert r["tokens"] >= bench_scaling.QUICK.min_tokens
-    for title in ("the floor: rollout vs HF generate", "tokens/s vs n_envs", "cost per generated token vs T", "cost per generated token vs P"):
+    for title in ("the floor: rollout vs HF generate", "tokens/s vs n_envs", "cost per generated token vs T",
+                  "cost per generated token vs P"):
         assert title in out
     assert "rollout/generate" in out and "load average" in out
 
@@ -165,7 +165,7 @@ def test_model_sizes_match_their_names():
 
 def test_gpu_check_small_on_cpu(tmp_path, capsys):
     out_file = tmp_path / "gpu.json"
-    res = gpu_check.main(["--small", "--skip-trl", "--out", str(out_file)])
+    res = gpu_check.main(["--small", "--steps", "floors", "--out", str(out_file)])
     out = capsys.readouterr().out
     assert res["device"].startswith("CPU")
     assert [(r["arch"], r["size"]) for r in res["floors"]] == [(s[1], s[0]) for s in gpu_check.CPU_FLOORS]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from text_envs_app.cli import main
-from text_envs_app.experiment import load_config_file
+from text_envs_app.config import load_config_file
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -19,7 +19,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_unknown_choices_fail_at_once_with_the_valid_ones(capsys):
     assert main(["train", "--algo", "ppp"]) == 2
     err = capsys.readouterr().err
-    assert "Did you mean 'ppo'" in err and "a2c, nlpo, ppo, trpo" in err
+    assert "Did you mean 'ppo'" in err and "a2c, dpo, grpo, nlpo, ppo, raft, reinforce, rloo, supervised, trpo" in err
     assert main(["train", "--env", "TextSumarization-v0"]) == 2
     assert "TextSummarization-v0" in capsys.readouterr().err
     assert main(["train", "--reward", "rouge-k"]) == 2
@@ -89,7 +89,8 @@ def test_summarization_run_with_the_supervised_comparison(tmp_path):
     """The default task on the shipped model: start / PPO / supervised-for-the-same-time columns, the options
     reach the policy, and the saved policy trains in float32 although the shipped weights are stored in fp16."""
     out = tmp_path / "summ"
-    args = ["train", "--env", "TextSummarization-v0", "--steps", "64", "--n-envs", "4", "--n-steps", "16", "--batch-size", "64", "--n-epochs", "1",
+    args = ["train", "--env", "TextSummarization-v0", "--steps", "64", "--n-envs", "4", "--n-steps", "16",
+            "--batch-size", "64", "--n-epochs", "1",
             "--eval-examples", "4", "--difficulty", "2", "--value-lr-scale", "10", "--compare-supervised",
             "--out", str(out)]
     assert main(args) == 0
@@ -110,12 +111,12 @@ def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
     mean ± std, a CSV and a plot."""
     import csv
 
-    from text_envs_app import experiment
+    from text_envs_app import bench
 
-    monkeypatch.setitem(experiment.BENCH_PRESETS, "tiny",
+    monkeypatch.setitem(bench.BENCH_PRESETS, "tiny",
                         dict(envs=("TextCopy-v0",), steps=64, eval_examples=8, n_envs=4))
-    rows = experiment.run_benchmark("tiny", str(tmp_path / "bench"), seeds=2, log=lambda *a: None)
-    assert [(r["method"], r["seed"]) for r in rows] == [(m, s) for m in experiment.BENCH_METHODS for s in (0, 1)]
+    rows = bench.run_benchmark("tiny", str(tmp_path / "bench"), seeds=2, log=lambda *a: None)
+    assert [(r["method"], r["seed"]) for r in rows] == [(m, s) for m in bench.BENCH_METHODS for s in (0, 1)]
     for r in rows:
         assert 0.0 <= r["reward"] <= 1.0 and r["wall_s"] > 0 and r["kl"] >= -1e-6
     greedy = [r for r in rows if r["method"] == "greedy"]
@@ -123,18 +124,21 @@ def test_bench_runs_every_method_with_the_same_budget(tmp_path, monkeypatch):
     with open(tmp_path / "bench" / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
     md = (tmp_path / "bench" / "results.md").read_text()
-    assert all(f"| {m} |" in md for m in experiment.BENCH_METHODS) and " ± " in md
-    from text_envs_app.bench import aggregate
+    assert all(f"| {m} |" in md for m in bench.BENCH_METHODS) and " ± " in md
+    from text_envs_app.bench import aggregate, decoding_cell
 
-    ppo = aggregate([r["reward"] for r in rows if r["method"] == "ppo"])
-    assert f"| ppo | {ppo.cell()} |" in md  # the reward column: IQM [CI low, CI high]
+    ppo_runs = [r for r in rows if r["method"] == "ppo"]
+    ppo = aggregate([r["reward"] for r in ppo_runs])
+    # the decoding column, then the reward column: IQM [CI low, CI high]
+    assert f"| ppo | {decoding_cell(ppo_runs)} | {ppo.cell()} |" in md
     assert (tmp_path / "bench" / "results.png").stat().st_size > 0
 
 
 def test_bench_evaluates_every_method_on_the_same_data(monkeypatch):
     """Sampled and greedy decoding (and every trained method) are scored on the same split and difficulty."""
     from text_envs import evaluation
-    from text_envs_app import experiment
+    from text_envs_app import bench
+    from text_envs_app.config import TrainConfig
 
     class Stop(Exception):
         pass
@@ -149,16 +153,16 @@ def test_bench_evaluates_every_method_on_the_same_data(monkeypatch):
     preset = dict(envs=("TextSummarization-v0",), steps=16, eval_examples=4, n_envs=2)
     for method in ("sampled", "greedy"):
         with pytest.raises(Stop):
-            experiment._bench_one(method, "TextSummarization-v0", 0, preset)
+            bench._bench_one(method, "TextSummarization-v0", 0, preset)
     (env_a, split_a, kw_a, det_a), (env_b, split_b, kw_b, det_b) = seen
     assert (env_a, split_a, kw_a) == (env_b, split_b, kw_b) and (det_a, det_b) == (False, True)
-    assert kw_a["difficulty"] == experiment.TrainConfig(env="TextSummarization-v0").embedded_difficulty() == 3
+    assert kw_a["difficulty"] == TrainConfig(env="TextSummarization-v0").embedded_difficulty() == 3
 
 
 def test_main_job_defaults_follow_the_env():
     """The main job is PPO on TextContinuation-v0: sampled evaluation, KL coefficient 0.5 and difficulty 1 (the warm
     start's own data); every other env keeps greedy evaluation, 0.02 and difficulty 3; explicit values win."""
-    from text_envs_app.experiment import TrainConfig
+    from text_envs_app.config import TrainConfig
 
     main_job = TrainConfig()
     assert main_job.env == "TextContinuation-v0"
@@ -181,7 +185,9 @@ def test_evaluation_reports_both_decodings_and_keeps_random_state():
     from stable_baselines3 import PPO
 
     from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
-    from text_envs_app.experiment import TrainConfig, evaluate_policy_on_split, format_table, make_train_env
+    from text_envs_app.config import TrainConfig
+    from text_envs_app.engines.sb3 import make_train_env
+    from text_envs_app.evaluation import evaluate_policy_on_split, format_table
 
     cfg = TrainConfig(env="TextCopy-v0", eval_examples=4, n_envs=2)
     model = PPO(LLMPolicy, make_train_env(cfg), n_steps=8, rollout_buffer_class=EpisodeRolloutBuffer, seed=0)

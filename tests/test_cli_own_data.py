@@ -13,7 +13,7 @@ import pytest
 from text_envs.data.sources import SplitFile
 from text_envs.errors import DatasetLoadError, EmptyDatasetError
 from text_envs_app.cli import _config, build_parser, main
-from text_envs_app.experiment import TrainConfig, load_config_file
+from text_envs_app.config import TrainConfig, load_config_file
 
 # prompts of a few dozen tokens: 48 prompt positions instead of the default 256 make every forward ~5x cheaper
 TINY = ["--n-envs", "2", "--n-steps", "8", "--batch-size", "16", "--max-new-tokens", "8",
@@ -93,10 +93,13 @@ def test_train_on_own_columns_with_a_seeded_split(tmp_path, capsys):
     assert main(["eval", str(out), "--out", str(tmp_path / "ev")]) == 0
     lines = [json.loads(x) for x in (tmp_path / "ev" / "generations.jsonl").read_text().splitlines()]
     assert {g["reference"] for g in lines} == test_refs
-    # the run's hf/ folder (a Hugging Face checkpoint with its tokenizer) evaluates too, on every row of a file
+    # the run's hf/ folder (a Hugging Face checkpoint with its tokenizer) evaluates too; on the run's own file, its
+    # test rows (tests/test_results_decoding.py)
     assert main(["eval", str(out / "hf"), "--dataset", str(data), "--prompt-field", "article", "--reference-field",
                  "highlights", "--examples", "2", "--max-new-tokens", "4"]) == 0
-    assert f"evaluating {out / 'hf'} greedily on 2 test examples" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert f"evaluating {out / 'hf'} (greedy decoding) on 2 test examples" in text
+    assert f"Data: the run's own test rows of {data}" in text
 
 
 def test_a_missing_column_names_the_flags(tmp_path, capsys):

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.timeout(600)  # a hung Ray run fails the test instead of stalling the suite
-
 from text_envs_app.cli import main
+
+pytestmark = pytest.mark.timeout(600)  # a hung Ray run fails the test instead of stalling the suite
 
 TINY = ["--env", "TextCopy-v0", "--n-envs", "4", "--n-steps", "16", "--eval-examples", "8", "--seed", "0",
         "--checkpoint-every", "0", "--curve-points", "3", "--curve-examples", "4"]
@@ -24,7 +24,8 @@ TINY = ["--env", "TextCopy-v0", "--n-envs", "4", "--n-steps", "16", "--eval-exam
 # ---------------------------------------------------------------------------------------------- bad input (no Ray)
 @pytest.mark.parametrize("args, expected", [
     (["--engine", "rllib", "--algo", "a2c"], "--engine rllib takes --algo ppo, impala, appo, got a2c"),
-    (["--engine", "rllib", "--algo", "trpo"], "a2c, trpo, nlpo run on --engine sb3"),
+    (["--engine", "rllib", "--algo", "trpo"], "a2c, trpo, nlpo, grpo, rloo, reinforce, raft, dpo, supervised run on "
+                                              "--engine sb3"),
     (["--algo", "impala"], "--algo impala runs on Ray RLlib: add --engine rllib"),
     (["--algo", "appo", "--engine", "sb3"], "--engine sb3 takes ppo, a2c, trpo, nlpo"),
     (["--engine", "rlib"], "Did you mean 'rllib'"),

@@ -17,9 +17,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from test_policy_fakes import EOS, FakeCopyEnv, gpt2_config, llama_config, t5_config
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+from lm_core.backends import DecodeState, make_backend
+from lm_core.static_cache import StaticDecodeState
 from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
-from sb3_ext.backends import DecodeState, make_backend
-from sb3_ext.static_cache import StaticDecodeState
 from text_envs.errors import TextEnvsError
 
 th.set_num_threads(1)

@@ -164,8 +164,8 @@ def test_shipped_sentiment_classifier_ranks_clear_reviews():
 
 # ---------------------------------------------------------------------------------------------- fluency
 def test_start_model_perplexity_separates_fluent_from_degenerate_text():
-    from sb3_ext.backends import load_model
-    from sb3_ext.fluency import sequence_nll, start_model_perplexity
+    from lm_core.backends import load_model
+    from lm_core.fluency import sequence_nll, start_model_perplexity
 
     model = load_model(str(SENTIMENT_CLASSIFIER_DIR.parent / "model"))  # the shipped start model
     env = gym.make("TextSummarization-v0", split="test")

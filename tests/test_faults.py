@@ -22,9 +22,10 @@ import pytest
 import text_envs
 from text_envs.errors import TextEnvsError
 from text_envs_app import checkpoint as checkpoint_module
-from text_envs_app import experiment
+from text_envs_app import train as train_job
 from text_envs_app.checkpoint import CheckpointError, CheckpointStore
-from text_envs_app.experiment import TrainConfig, train
+from text_envs_app.config import TrainConfig
+from text_envs_app.train import train
 
 COPY = dict(env="TextCopy-v0", steps=64, n_envs=2, n_steps=8, batch_size=16, eval_examples=4, checkpoint_every=16,
             seed=1)
@@ -161,7 +162,7 @@ def test_a_dead_subprocess_worker_is_reported_and_the_checkpoint_kept(tmp_path, 
         venv.seed(cfg.seed)
         return venv
 
-    monkeypatch.setattr(experiment, "make_train_env", subproc_env)
+    monkeypatch.setattr(train_job, "make_train_env", subproc_env)
     out = tmp_path / "run"
     with pytest.raises(TextEnvsError) as info:
         train(TrainConfig(**COPY, out=str(out)), log=quiet)
@@ -177,7 +178,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkey
     written = {"manifests": 0}
 
     def writestr(self, name, data, *args, **kwargs):
-        if name == "state.pkl" and written["manifests"] >= 2:  # the third checkpoint (32 tokens) fails
+        if name == "state.json" and written["manifests"] >= 2:  # the third checkpoint (32 tokens) fails
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if name == "manifest.json":
             written["manifests"] += 1
@@ -194,19 +195,19 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkey
     assert_intact(out, 16)
     monkeypatch.setattr(zipfile.ZipFile, "writestr", original)
     # the disk fills up again while the finished run writes its model: training is kept, and --resume writes it
-    real_write = checkpoint_module._atomic_write
+    real_write = checkpoint_module.atomic_write
 
     def full_for_the_model(path, write):
         if path.name == "model.zip":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(path, write)
 
-    monkeypatch.setattr(checkpoint_module, "_atomic_write", full_for_the_model)
+    monkeypatch.setattr(checkpoint_module, "atomic_write", full_for_the_model)
     with pytest.raises(TextEnvsError, match=r"could not write the results .* \(the disk is full\): training is "
                                             r"complete and saved in .*tokens-000000000064.ckpt"):
         train(TrainConfig(out=str(out), resume=True), log=quiet)
     assert_intact(out, 64)
-    monkeypatch.setattr(checkpoint_module, "_atomic_write", real_write)
+    monkeypatch.setattr(checkpoint_module, "atomic_write", real_write)
     assert train(TrainConfig(out=str(out), resume=True), log=quiet)["tokens"] == 64
     assert (out / "model.zip").exists() and not (out / "checkpoints").exists()
 
@@ -235,7 +236,7 @@ def test_an_unreadable_data_file_at_resume_is_named_and_the_checkpoint_kept(tmp_
 
 # ---------------------------------------------------------------------------------------------- evaluation
 def test_an_interrupted_final_evaluation_loses_no_training(tmp_path, monkeypatch):
-    real, calls = experiment.evaluate_policy_on_split, [0]
+    real, calls = train_job.evaluate_policy_on_split, [0]
 
     def evaluate(*args, **kwargs):
         calls[0] += 1
@@ -243,7 +244,7 @@ def test_an_interrupted_final_evaluation_loses_no_training(tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "evaluate_policy_on_split", evaluate)
+    monkeypatch.setattr(train_job, "evaluate_policy_on_split", evaluate)
     out = tmp_path / "run"
     lines: list[str] = []
     result = train(TrainConfig(**COPY, out=str(out)), log=lines.append)

@@ -222,5 +222,6 @@ def test_vocabulary_is_modest():
             row = g.summarization_row("train", i, level)
             vocab.update(re.findall(r"[a-z']+", (row["document"] + row["summary"]).lower()))
             vocab.update(re.findall(r"[a-z']+", " ".join(g.dialogue_row("train", i, level)["dialog"]).lower()))
-            vocab.update(re.findall(r"[a-z']+", " ".join(g.translation_row("train", i, level)["translation"].values()).lower()))
+            pair = g.translation_row("train", i, level)["translation"]
+            vocab.update(re.findall(r"[a-z']+", " ".join(pair.values()).lower()))
     assert 1000 < len(vocab) < 5000, len(vocab)

@@ -13,8 +13,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from test_policy import make_model
 from test_policy_fakes import FakeCopyEnv
 
+from lm_core.kl import DEFAULT_INIT_KL_COEF, make_kl_controller
 from sb3_ext import AdaptiveKLController, EpisodeBatch, EpisodeRolloutBuffer, FixedKLController, LLMPolicy, kl_estimate
-from sb3_ext.kl import DEFAULT_INIT_KL_COEF, make_kl_controller
 
 th.set_num_threads(1)
 
@@ -174,7 +174,8 @@ def test_evaluation_kl_column_uses_the_generated_ids():
 
     import text_envs  # noqa: F401
     from text_envs.evaluation import evaluate
-    from text_envs_app.experiment import TrainConfig, sequence_kl
+    from text_envs_app.config import TrainConfig
+    from text_envs_app.evaluation import sequence_kl
 
     cfg = TrainConfig(env="TextSummarization-v0", eval_split="validation", max_new_tokens=6, eval_examples=4)
     env = gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs())

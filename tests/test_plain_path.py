@@ -259,7 +259,8 @@ def test_trpo_with_the_default_buffer_forwards_episodes_not_observations(env):
 def test_sb3_default_minibatches_get_a_warning_that_says_what_they_cost(env):
     V = int(env.action_space.n)
     with pytest.warns(UserWarning, match="minibatches of 64 of 8192 stored steps.*EpisodeRolloutBuffer"):
-        PPO(LLMPolicy, env, policy_kwargs=dict(model=make_model("t5", V)))  # SB3's n_steps=2048, batch_size=64
+        # SB3's n_steps=2048, batch_size=64 with SB3's buffer named (left out, LLMPolicy picks whole episodes)
+        PPO(LLMPolicy, env, rollout_buffer_class=DictRolloutBuffer, policy_kwargs=dict(model=make_model("t5", V)))
     with warnings.catch_warnings():  # most of a rollout per minibatch: grouping works, no warning
         warnings.filterwarnings("error", message=".*stored steps")
         PPO(LLMPolicy, env, n_steps=12, batch_size=16, policy_kwargs=dict(model=make_model("t5", V)))

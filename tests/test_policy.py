@@ -226,8 +226,9 @@ def test_eos_is_in_vocab_and_predict_greedy(env):
 def test_default_model_uses_the_shipped_checkpoint_when_the_tokenizer_matches():
     import os
 
-    import text_envs
     from safetensors.torch import load_file
+
+    import text_envs
 
     asset = os.path.join(os.path.dirname(text_envs.__file__), "assets", "model")
     if not os.path.isfile(os.path.join(asset, "model.safetensors")):

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 import torch as th
 
-from text_envs_app import experiment
+from text_envs_app import train as train_job
 from text_envs_app.checkpoint import CheckpointStore
 from text_envs_app.cli import main
-from text_envs_app.experiment import TrainConfig, train
+from text_envs_app.config import TrainConfig
+from text_envs_app.engines.sb3 import build_model, make_train_env
+from text_envs_app.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # TextCopy-v0 on a tiny T5 built from a config: 4 envs x 8 steps = 32-token rollouts, 4 of them
@@ -58,7 +60,7 @@ def straight_run(tmp_path_factory, vec_env: str = "native") -> Path:
 
     if vec_env not in _STRAIGHT:
         out = tmp_path_factory.mktemp("straight") / vec_env
-        with unittest.mock.patch.object(experiment.os, "cpu_count", lambda: 1):
+        with unittest.mock.patch.object(train_job.os, "cpu_count", lambda: 1):
             result = train(TrainConfig(**COPY, out=str(out), vec_env=vec_env), log=quiet)
         th.set_num_threads(1)
         assert result["tokens"] == 128 and not (out / "checkpoints").exists()  # removed once results are written
@@ -109,8 +111,7 @@ def test_summarization_resume_is_exact_and_the_run_folder_is_small(tmp_path, int
     import io
     import zipfile
 
-    with zipfile.ZipFile(io.BytesIO(ckpt.model_bytes)) as zf:
-        saved = th.load(io.BytesIO(zf.read("policy.pth")), weights_only=False)
+    saved = ckpt.parameters["policy"]
     assert not any(k.startswith("reference_model.") for k in saved)  # rebuilt from the shipped model's folder
     assert ckpt.state["envs"] is not None and ckpt.state["policy"]["kl_coef"] == 0.02
     stop()
@@ -169,7 +170,7 @@ def test_ctrl_c_in_the_first_evaluation_leaves_nothing_behind(tmp_path, monkeypa
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(experiment, "evaluate_policy_on_split", interrupted)
+        patch.setattr(train_job, "evaluate_policy_on_split", interrupted)
         lines: list[str] = []
         result = train(TrainConfig(**COPY, out=str(out)), log=lines.append)
     assert result["interrupted"] and not out.exists()
@@ -183,8 +184,15 @@ def test_ctrl_c_in_the_first_evaluation_leaves_nothing_behind(tmp_path, monkeypa
 
 
 def _cli_args(out: Path) -> list[str]:
+    """The command line of the in-process straight run: COPY, and TrainConfig's value of every field where the
+    command line's per-env defaults (text_envs_app.algorithms.make_config) would differ."""
+    import dataclasses
+
+    from text_envs_app.algorithms import make_config
+
+    wanted, cli = dataclasses.asdict(TrainConfig(**COPY)), dataclasses.asdict(make_config(**COPY))
     args = ["train", "--out", str(out)]
-    for key, value in COPY.items():
+    for key, value in {**COPY, **{k: v for k, v in wanted.items() if cli[k] != v}}.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     return args
 
@@ -234,8 +242,8 @@ def test_capture_leaves_out_per_rollout_storage_and_caches():
     import pickle
 
     cfg = TrainConfig(**COPY)
-    venv = experiment.make_train_env(cfg)
-    model = experiment.build_model(cfg, venv, None)
+    venv = make_train_env(cfg)
+    model = build_model(cfg, venv, None)
     from text_envs_app.checkpoint import capture_state
 
     model.learn(32)
@@ -251,11 +259,12 @@ def test_capture_leaves_out_per_rollout_storage_and_caches():
 def test_a_policy_saved_without_its_reference_rebuilds_it_from_the_start_model(tmp_path):
     """LLMPolicy(save_reference=False), as `text-envs train` builds it: the frozen reference is left out of the
     state and rebuilt from the start model's folder on load; a different model there is refused, not used."""
-    import gymnasium as gym
     import shutil
 
+    import gymnasium as gym
+
+    from lm_core.backends import load_model
     from sb3_ext import LLMPolicy
-    from sb3_ext.backends import load_model
 
     env = gym.make("TextSummarization-v0", difficulty=1)
     src = tmp_path / "start"

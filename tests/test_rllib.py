@@ -161,7 +161,7 @@ def test_kl_penalty_connector_subtracts_beta_times_the_log_ratio_and_zero_at_the
 
 def test_text_vector_env_pays_the_reward_minus_the_start_models_greedy_baseline_on_text_tasks():
     from rllib_ext.env import TextVectorEnv, env_config
-    from text_envs.vector import SelfCriticalVectorReward
+    from text_envs.wrappers.vector import SelfCriticalVectorReward
 
     kwargs = {"max_prompt_tokens": 12, "max_new_tokens": 3}
     model = t5_config(int(make_vector_env("TextSummarization-v0", 1, **kwargs).single_action_space.n))
@@ -173,7 +173,8 @@ def test_text_vector_env_pays_the_reward_minus_the_start_models_greedy_baseline_
         _, rewards, terminated, _, infos = env.step(np.full(3, 1))  # EOS at once: every row ends
         if terminated.any():
             src = infos.get("final_info", infos)
-            paid += list(rewards[terminated]); task += list(src["reward"][terminated])
+            paid += list(rewards[terminated])
+            task += list(src["reward"][terminated])
             base += list(src["baseline_reward"][terminated])
             assert all(isinstance(t, str) for t in src["baseline_text"][terminated])  # the start model decoded
     assert paid and np.allclose(paid, np.subtract(task, base))
@@ -307,3 +308,166 @@ def test_each_algorithm_trains_a_tiny_model_on_text_copy_with_two_env_runners(ra
         assert returns[-1] - returns[0] >= settings["min_rise"], (returns[0], returns[-1])
     finally:
         algo.stop()
+
+
+# ------------------------------------------------------------------------------- what the env runners ship
+def sampled_episodes(algo: str, compact: bool, **overrides):
+    """Episodes of an env runner built in this process from ``algorithm_config`` (no Ray cluster), pickled and
+    unpickled as they travel to the learner, with the runner (for its env)."""
+    import pickle
+
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    settings = dict(env_id="TextSummarization-v0", env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 5},
+                    num_envs_per_env_runner=4, train_batch_size=48, seed=3)
+    settings.update(overrides)
+    env_id = settings.pop("env_id")
+    config = algorithm_config(env_id, algo, num_env_runners=0, compact_episodes=compact, **settings)
+    runner = SingleAgentEnvRunner(config=config)
+    runner.sample(num_timesteps=7, random_actions=False)  # episodes in progress: the next sample continues them
+    episodes = runner.sample(num_timesteps=settings["train_batch_size"], random_actions=False)
+    shipped = pickle.dumps(episodes, protocol=pickle.HIGHEST_PROTOCOL)
+    return config, runner, pickle.loads(shipped), len(shipped) / sum(len(e) for e in episodes)
+
+
+def test_compact_episodes_ship_the_prompt_once_and_leave_the_learners_update_unchanged():
+    from rllib_ext.episodes import CHUNK_KEY
+
+    runs = {}
+    for compact in (False, True):
+        config, runner, episodes, per_step = sampled_episodes("ppo", compact)
+        learner = config.build_learner(env=runner.env)
+        start = {k: v.detach().clone() for k, v in learner.module["default_policy"].state_dict().items()}
+        results = learner.update(episodes=episodes)["default_policy"]
+        weights = learner.module["default_policy"].state_dict()
+        runs[compact] = dict(episodes=episodes, per_step=per_step, results=results, start=start, weights=weights)
+    full, compact = runs[False], runs[True]
+    # the runner kept the generated count per step and the prompt once per chunk; the learner rebuilt the env's
+    # observations array for array (continued chunks included: the first sample cut episodes mid-way)
+    assert all(CHUNK_KEY not in e.custom_data for e in compact["episodes"])  # rebuilt (the key is consumed)
+    assert any(e.t_started > 0 for e in compact["episodes"])
+    for a, b in zip(full["episodes"], compact["episodes"], strict=True):
+        assert np.array_equal(a.actions.data, b.actions.data)
+        for key, value in a.observations.data.items():
+            assert value.dtype == b.observations.data[key].dtype and np.array_equal(value, b.observations.data[key])
+    assert compact["per_step"] < full["per_step"] / 2, (compact["per_step"], full["per_step"])
+    # the same update: losses and new weights equal to float error, and the weights moved
+    for key in ("policy_loss", "vf_loss", "total_loss", "mean_token_kl_to_start_model"):
+        got, expected = (float(r[key].peek() if hasattr(r[key], "peek") else r[key]) for r in (compact["results"],
+                                                                                             full["results"]))
+        assert abs(got - expected) <= 1e-6 * max(1.0, abs(expected)), (key, got, expected)
+    for key, value in full["weights"].items():
+        assert th.allclose(compact["weights"][key], value, atol=1e-6), key
+    assert any(not th.equal(full["weights"][k], full["start"][k]) for k in full["start"])
+
+
+def test_compact_observations_check_the_env_contract_and_rebuild_unfinished_episodes():
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from rllib_ext.episodes import CompactTextObservations, expand_episode
+
+    venv = make_vector_env("TextCopy-v0", 1)
+    pad, V = venv.single_env.pad_token_id, int(venv.single_action_space.n)
+    piece = CompactTextObservations(pad_token_id=pad, vocab_size=V)
+    obs, _ = venv.reset(seed=0)
+    observations = [{k: v[0].copy() for k, v in obs.items()}]
+    episode = SingleAgentEpisode(observation_space=venv.single_observation_space,
+                                 action_space=venv.single_action_space)
+    episode.add_env_reset(observation=observations[0])
+    batch = piece(rl_module=None, batch={}, episodes=[episode])
+    for action in (3, 4):
+        obs, reward, terminated, truncated, _ = venv.step(np.array([action]))
+        observations.append({k: v[0].copy() for k, v in obs.items()})
+        episode.add_env_step(observation=observations[-1], action=action, reward=float(reward[0]),
+                             terminated=bool(terminated[0]), truncated=bool(truncated[0]))
+        batch = piece(rl_module=None, batch={}, episodes=[episode])
+    # the module got the full observation; the episode keeps counts
+    handed = next(iter(batch[Columns.OBS].values()))[0]
+    assert all(np.array_equal(handed[k], observations[-1][k]) for k in observations[-1])
+    assert [int(o) for o in episode.observations.data] == [0, 1, 2]
+    expand_episode(episode)  # not numpy'd: a list of per-step observations, as RLlib keeps it while sampling
+    assert all(np.array_equal(got[k], want[k]) for got, want in zip(episode.observations.data, observations)
+               for k in want)
+    # an env whose prompt changes within an episode breaks the rebuild: refused, naming the rule and the way out
+    broken = SingleAgentEpisode(observation_space=venv.single_observation_space,
+                                action_space=venv.single_action_space)
+    broken.add_env_reset(observation=observations[0])
+    piece(rl_module=None, batch={}, episodes=[broken])
+    changed = {**observations[1], "prompt_ids": observations[1]["prompt_ids"][::-1].copy()}
+    broken.add_env_step(observation=changed, action=3, reward=0.0)
+    with pytest.raises(TextEnvsError, match="prompt to stay the same.*compact_episodes=False"):
+        piece(rl_module=None, batch={}, episodes=[broken])
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the dying thread's, on purpose
+def test_an_impala_learner_that_stalls_or_dies_fails_the_update_with_a_message_instead_of_hanging():
+    import threading
+    import time
+
+    from ray.rllib.core.learner.training_data import TrainingData
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    from rllib_ext.learners import LearnerStalledError
+
+    config, runner, episodes, _ = sampled_episodes("impala", True, env_id="TextCopy-v0", env_kwargs={"length": 3},
+                                                   train_batch_size=32, learner_timeout_s=2.0)
+    learner = config.build_learner(env=runner.env)
+    release = threading.Event()
+
+    def stuck_forward(batch, **kwargs):  # an update that never answers, then fails when released
+        release.wait(60)
+        raise RuntimeError("the update broke")
+
+    learner.module["default_policy"]._forward_train = stuck_forward
+    update = dict(training_data=TrainingData(episodes=episodes), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 32})
+    try:
+        start = time.monotonic()
+        with pytest.raises(LearnerStalledError, match="no answer from the learner thread for 2 s.*learner_timeout_s"):
+            learner.update(**update)  # RLlib's own wait (_agg_event.wait()) would block here forever
+        assert time.monotonic() - start < 10
+        release.set()  # the thread now dies of its update's error: the next wait says so at once
+        start = time.monotonic()
+        with pytest.raises(LearnerStalledError, match="stopped.*RuntimeError: the update broke"):
+            learner.update(**update)
+        assert time.monotonic() - start < 5
+    finally:
+        release.set()
+        learner.shutdown()
+
+
+def test_the_driver_fails_when_samples_keep_coming_and_no_update_does_for_the_timeout():
+    import time
+    from types import SimpleNamespace
+
+    from ray.rllib.core import ALL_MODULES
+    from ray.rllib.utils.metrics import (
+        ENV_RUNNER_RESULTS,
+        LEARNER_RESULTS,
+        NUM_ENV_STEPS_SAMPLED_LIFETIME,
+        NUM_ENV_STEPS_TRAINED_LIFETIME,
+    )
+
+    from rllib_ext.algorithms import LMIMPALA
+    from rllib_ext.learners import LearnerStalledError
+
+    counts = {"trained": 0, "sampled": 0}
+
+    def peek(key, default=0):
+        return {(LEARNER_RESULTS, ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME): counts["trained"],
+                (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME): counts["sampled"]}.get(key, default)
+
+    # the driver's view of remote learners (asynchronous updates): only its metrics
+    driver = SimpleNamespace(_progress=None, metrics=SimpleNamespace(peek=peek), config=SimpleNamespace(
+        learner_config_dict={"learner_timeout_s": 0.05}, total_train_batch_size=32))
+    watch = LMIMPALA._watch_learners
+    watch(driver)
+    counts["sampled"] = 64
+    time.sleep(0.1)
+    counts["trained"] = 32  # an update came back: the clock restarts
+    watch(driver)
+    counts["sampled"] = 64 + 32  # one batch since: the learner may still be busy with it
+    time.sleep(0.1)
+    watch(driver)
+    counts["sampled"] = 64 + 64  # two batches since the update and past the timeout without another: stalled
+    with pytest.raises(LearnerStalledError, match="trained nothing for .* s while the env runners sampled 64 "):
+        watch(driver)

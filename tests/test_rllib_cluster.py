@@ -1,12 +1,12 @@
 """Two Ray nodes on this machine: a head and a worker started as separate ``ray start`` processes on loopback,
 RLlib env runners placed on the worker node by a custom resource, a tiny model trained on TextCopy-v0 there.
 
-This is the README's "Running on a Ray cluster" recipe with both nodes on one machine: each node has its own
-temp dir (so neither Ray's ``ray_current_cluster`` file of /tmp/ray nor another test's local Ray is touched) and
-its own ports, and the cluster its own token (``RAY_AUTH_MODE=token`` + ``RAY_AUTH_TOKEN``: ``ray start`` turns
-token authentication on by itself when ``~/.ray/auth_token`` exists, and a driver that names the address must
-then hold the token too). The driver runs in its own interpreter with ``RAY_ADDRESS`` set, as a user's script
-would; both nodes are stopped at the end, failure or not, by ending their process groups (``ray stop`` would
+This is the RLlib guide's "Running on a Ray cluster" recipe (docs/guides/rllib.md) with both nodes on one machine:
+each node has its own temp dir (so neither Ray's ``ray_current_cluster`` file of /tmp/ray nor another test's local
+Ray is touched) and its own ports, and the cluster its own token (``RAY_AUTH_MODE=token`` + ``RAY_AUTH_TOKEN``:
+``ray start`` turns token authentication on by itself when ``~/.ray/auth_token`` exists, and a driver that names the
+address must then hold the token too). The driver runs in its own interpreter with ``RAY_ADDRESS`` set, as a user's
+script would; both nodes are stopped at the end, failure or not, by ending their process groups (``ray stop`` would
 stop every Ray process of the machine, other people's too).
 """
 
@@ -30,7 +30,8 @@ import pytest
 pytest.importorskip("ray.rllib")
 # a Ray run that hangs (seen once: an IMPALA learner waiting on its aggregation event) fails the test after 10
 # minutes instead of stalling the suite (pytest-timeout; the signal method interrupts the wait in the main thread)
-pytestmark = pytest.mark.timeout(600)
+# two Ray nodes and a driver take minutes: CI's second step (-m expensive), not the fast suite
+pytestmark = [pytest.mark.timeout(600), pytest.mark.expensive]
 
 WORKER_RESOURCE = "worker_node"
 
@@ -180,14 +181,8 @@ def test_env_runners_train_on_the_worker_node(two_node_cluster, tmp_path):
 
 
 def _readme_example() -> str:
-    """The Python block of the README's RLlib section."""
-    import re
-
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("\n## Past one machine: Ray RLlib (`--engine rllib`)\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks, "the README's RLlib section has no python block"
-    return blocks[0]
+    """The Python example of the RLlib guide (docs/guides/rllib.md includes this file)."""
+    return (Path(__file__).resolve().parents[1] / "docs" / "examples" / "rllib_algorithm_config.py").read_text()
 
 
 def test_the_readme_python_example_runs_on_the_cluster(two_node_cluster, tmp_path):

@@ -292,7 +292,8 @@ def test_a_local_file_of_english_chinese_rows(tmp_path):
 def test_the_evaluation_table_names_the_tokenization(monkeypatch):
     """`text-envs train/eval` print a line under the metric table saying which tokenization each metric ran."""
     import text_envs.evaluation as evaluation
-    from text_envs_app.experiment import TrainConfig, evaluate_policy_on_split, format_table
+    from text_envs_app.config import TrainConfig
+    from text_envs_app.evaluation import evaluate_policy_on_split, format_table
 
     real = evaluation.evaluate
     rows = {tp.translation_pair_row("test", i, 1)["translation"]["en"]: tp.translation_pair_row("test", i, 1)

@@ -11,8 +11,9 @@ from gymnasium.vector import AutoresetMode
 
 import text_envs  # noqa: F401  (registers the ids)
 from text_envs.errors import TextEnvsError
-from text_envs.vector import SelfCriticalVectorReward, TextGenerationVectorEnv, make_vector_env
+from text_envs.vector import TextGenerationVectorEnv, make_vector_env
 from text_envs.wrappers import BaselinePool, SelfCriticalReward
+from text_envs.wrappers.vector import SelfCriticalVectorReward
 
 TASKS = {  # small budgets so that budget ends, EOS ends and auto-resets all happen within a few hundred steps
     "TextSummarization-v0": dict(max_new_tokens=6, difficulty=1),
@@ -257,7 +258,8 @@ def test_train_env_is_native_by_default_with_a_dummy_fallback() -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from sb3_ext.vec_env import TextVecEnv
-    from text_envs_app.experiment import TrainConfig, make_train_env
+    from text_envs_app.config import TrainConfig
+    from text_envs_app.engines.sb3 import make_train_env
 
     cfg = TrainConfig(n_envs=3, max_new_tokens=4)
     assert cfg.vec_env == "native"

@@ -154,7 +154,7 @@ def test_greedy_baseline_writes_what_the_policy_writes_greedily():
 
 
 def test_train_config_baseline_choices():
-    from text_envs_app.experiment import TrainConfig
+    from text_envs_app.config import TrainConfig
 
     with pytest.raises(TextEnvsError, match="greedy"):
         TrainConfig(baseline="mean").validate()

@@ -10,7 +10,14 @@ the heavy modules load on ``gym.make``.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
+
+if "torch" not in sys.modules:
+    # torch's OpenMP threads spin while they wait: beside any other work on the cores a run falls 5-80x behind
+    # (docs/guides/performance.md). Read once, when torch loads; a value already set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from gymnasium.envs.registration import register, registry
 
@@ -27,11 +34,11 @@ ENV_IDS: dict[str, str] = {
 
 #: The natively vectorized env of each id (``gym.make_vec(id, num_envs=N)``: N episodes stepped as arrays).
 VECTOR_ENTRY_POINTS: dict[str, str] = {
-    "TextSummarization-v0": "text_envs.vector:TextSummarizationVectorEnv",
-    "DialogueGeneration-v0": "text_envs.vector:DialogueGenerationVectorEnv",
-    "MachineTranslation-v0": "text_envs.vector:MachineTranslationVectorEnv",
-    "TextCopy-v0": "text_envs.vector:TextCopyVectorEnv",
-    "TextContinuation-v0": "text_envs.vector:TextContinuationVectorEnv",
+    "TextSummarization-v0": "text_envs.vector.tasks:TextSummarizationVectorEnv",
+    "DialogueGeneration-v0": "text_envs.vector.tasks:DialogueGenerationVectorEnv",
+    "MachineTranslation-v0": "text_envs.vector.tasks:MachineTranslationVectorEnv",
+    "TextCopy-v0": "text_envs.tasks.copy_vector:TextCopyVectorEnv",
+    "TextContinuation-v0": "text_envs.vector.tasks:TextContinuationVectorEnv",
 }
 
 for _env_id, _entry_point in ENV_IDS.items():

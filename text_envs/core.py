@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from text_envs.data.sources import Example, ExampleSource
-from text_envs.errors import TextEnvsError, TokenizerMismatchError
+from text_envs.errors import TextEnvsError, TokenizerMismatchError, accepted_keywords, check_keywords
 
 __all__ = ["TextGenerationEnv", "score_texts"]
 
@@ -70,6 +70,30 @@ def score_texts(reward: Any, texts: list[str], examples: Sequence[Any], indices:
     return scores
 
 
+def registered_id(cls: type) -> str | None:
+    """The env id registered with env class ``cls`` as its entry point (None: not registered by text_envs)."""
+    from text_envs import ENV_IDS
+
+    entry = f"{cls.__module__}:{cls.__qualname__}"
+    return next((i for i, e in ENV_IDS.items() if e == entry), None)
+
+
+def env_description(cls: type) -> str:
+    """How a caller names env class ``cls``: ``gym.make("<id>")`` when it is registered, else its class name."""
+    env_id = registered_id(cls)
+    return f"gym.make({env_id!r})" if env_id is not None else f"{cls.__qualname__}(...)"
+
+
+def vector_only_keywords(cls: type) -> dict[str, str]:
+    """The keywords the native vector env takes besides the task's (read from its signature), each mapped to
+    where it belongs: ``gym.make_vec(<id>, num_envs=N, ...)``."""
+    from text_envs.vector import TextGenerationVectorEnv
+
+    env_id = registered_id(cls) or "<id>"
+    call = f"gym.make_vec({env_id!r}, num_envs=N, ...), the native vector env"
+    return {name: call for name in accepted_keywords(TextGenerationVectorEnv, skip=("env",))}
+
+
 class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
     """Generate a text token by token for a prompt drawn from a data source; score it when it ends.
 
@@ -119,6 +143,13 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
     """
 
     metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 4}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TextGenerationEnv:
+        # unknown keywords are refused here, before any __init__ runs, with the task's valid options (Python's own
+        # TypeError would name TextGenerationEnv.__init__, a class the caller never wrote, and list nothing)
+        if kwargs:
+            check_keywords(kwargs, accepted_keywords(cls), env_description(cls), elsewhere=vector_only_keywords(cls))
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -247,6 +278,14 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
             return self._backend.decode(ids, skip_special_tokens=True)
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
+    def decode_many(self, sequences: Sequence[list[int]]) -> list[str]:
+        """:meth:`decode` of each sequence of ids (lists of ints), as the native vector env decodes the texts that
+        end in one step."""
+        if self._backend is not None and type(self).decode is TextGenerationEnv.decode:
+            decode = self._backend.decode  # one by one: decode_batch's thread pool costs more than it saves here
+            return [decode(ids, skip_special_tokens=True) for ids in sequences]
+        return [self.decode(ids) for ids in sequences]
+
     # ------------------------------------------------------------------ data access
     @property
     def num_examples(self) -> int:
@@ -270,6 +309,21 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         if self._example is None and self._example_index >= 0:
             self._example = self.source[self._example_index]
         return self._example
+
+    @property
+    def example_index(self) -> int:
+        """The current episode's example index (-1 before the first reset)."""
+        return self._example_index
+
+    def prompt_ids(self, index: int) -> np.ndarray:
+        """Example ``index``'s prompt ids, unpadded, tokenized once and cached (a wrapper that prepares later
+        episodes fills the cache the resets read)."""
+        ids, mask = self._prompt_arrays(index)
+        return ids[mask == 1]
+
+    def is_prompt_cached(self, index: int) -> bool:
+        """Whether example ``index``'s prompt is tokenized already (in the cache the resets read)."""
+        return index in self._prompt_cache
 
     def _prompt_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(prompt_ids, prompt_mask)`` of example ``index``, tokenized once and cached (wrappers preparing later

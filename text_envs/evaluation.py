@@ -23,9 +23,32 @@ import numpy as np
 from text_envs.errors import TextEnvsError
 from text_envs.rewards.base import Reward, RewardError, make_reward, validate_inputs
 
-__all__ = ["evaluate", "EvaluationResult", "EvaluationError", "DEFAULT_METRICS", "corpus_metrics"]
+__all__ = ["evaluate", "EvaluationResult", "EvaluationError", "DEFAULT_METRICS", "DECODINGS", "corpus_metrics",
+           "best_of_n_kl_bound"]
 
 DEFAULT_METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu", "chrf", "meteor")
+DECODINGS = ("greedy", "sampled", "best-of-n")
+"""``evaluate(decoding=...)``: the most likely token each step, one sample per prompt, or the best of n samples."""
+
+
+def best_of_n_kl_bound(n: int) -> float:
+    """``log n - (n-1)/n``: the upper bound on KL(best-of-n || sampling policy) in nats (Beirami et al. 2024; the
+    analytic figure RLHF papers plot best-of-n at). 0 for n = 1."""
+    if n < 1:
+        raise EvaluationError(f"best-of-n: expected n >= 1, got {n}.")
+    return math.log(n) - (n - 1) / n
+
+
+def _keep_best(best: list[dict[str, Any]], candidates: list[dict[str, Any]]) -> None:
+    """Replace each of ``best``'s generations by the candidate for the same example when its reward is higher (a
+    tie keeps the earlier draw); every draw's reward is appended to ``sample_rewards``."""
+    by_index = {c["example_index"]: c for c in candidates}
+    for i, g in enumerate(best):
+        c = by_index[g["example_index"]]
+        rewards = g["sample_rewards"] + [c["reward"]]
+        if c["reward"] > g["reward"]:
+            best[i] = g = c
+        g["sample_rewards"] = rewards
 
 
 class EvaluationError(TextEnvsError):
@@ -255,6 +278,8 @@ def evaluate(
     language: str | None = None,
     progress: bool | Callable[[int], None] = False,
     per_example_metrics: bool = False,
+    decoding: str | None = None,
+    n: int = 1,
 ) -> EvaluationResult:
     """Generate for the first ``n_examples`` examples of a split and report corpus metrics.
 
@@ -275,6 +300,13 @@ def evaluate(
         of texts that just finished (policy) or were generated (generate_fn).
     :param per_example_metrics: also score every generation on its own with each of ``metrics`` (sentence
         scores) into ``generation["metrics"]``, beside the env's own metrics of the episode.
+    :param decoding: ``"greedy"``, ``"sampled"`` or ``"best-of-n"`` (replaces ``deterministic``; None: as
+        ``deterministic`` says). Best-of-n draws ``n`` texts per prompt (the first draw is exactly what
+        ``"sampled"`` writes with this seed, the next ones continue its random stream), keeps the one with the
+        highest reward (ties: the earliest) and lists every draw's reward in ``generation["sample_rewards"]``; the
+        table adds ``kl_bound``, :func:`best_of_n_kl_bound` (its KL to the sampling policy is at most that).
+        With ``generate_fn``, best-of-n calls it ``n`` times (it must sample to gain anything).
+    :param n: samples per prompt of ``decoding="best-of-n"``.
     :returns: an :class:`EvaluationResult` (``.table``, ``.signatures``, ``.generations``, ``.to_markdown()``).
     """
     if (policy is None) == (generate_fn is None):
@@ -291,6 +323,14 @@ def evaluate(
     if n_examples is not None and (not isinstance(n_examples, (int, np.integer)) or n_examples < 1):
         raise EvaluationError(f"Expected n_examples to be None (whole split) or an int >= 1, got {n_examples!r}.")
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    if decoding is not None and decoding not in DECODINGS:
+        raise EvaluationError(f"Expected decoding to be one of {', '.join(DECODINGS)}, got {decoding!r}.")
+    if not isinstance(n, (int, np.integer)) or n < 1 or (n != 1 and decoding != "best-of-n"):
+        raise EvaluationError(f"Expected n >= 1, and n > 1 only with decoding='best-of-n'; got n={n!r}, "
+                              f"decoding={decoding!r}.")
+    if decoding is not None:
+        deterministic = decoding == "greedy"
+    draws = int(n) if decoding == "best-of-n" else 1
 
     t0 = time.perf_counter()
     n_parallel = batch_size if policy is not None else 1
@@ -300,18 +340,15 @@ def evaluate(
         total = int(base.num_examples)
         if total < 1:
             raise EvaluationError(f"The env's split has no examples (num_examples={total}).")
-        n = total if n_examples is None else min(int(n_examples), total)
-        if n < len(envs):
-            envs_used = envs[:n]
-        else:
-            envs_used = envs
+        n_total = total if n_examples is None else min(int(n_examples), total)
+        envs_used = envs[:n_total] if n_total < len(envs) else envs
         if language is None:
             language = getattr(base, "target_lang", None) or getattr(base, "language", None)
         bar = None
         if progress is True:
             from tqdm import tqdm
 
-            bar = tqdm(total=n, unit=" texts", smoothing=0, dynamic_ncols=True, mininterval=0.5,
+            bar = tqdm(total=n_total * draws, unit=" texts", smoothing=0, dynamic_ncols=True, mininterval=0.5,
                        bar_format="evaluating {percentage:3.0f}%|{bar}| {n:,}/{total:,} texts "
                                   "[{elapsed}<{remaining}, {rate_noinv_fmt}]")
             on_done: Callable[[int], None] | None = bar.update
@@ -319,10 +356,19 @@ def evaluate(
             on_done = progress or None
         if policy is not None:
             if not deterministic and "torch" in sys.modules:
-                sys.modules["torch"].manual_seed(seed)
-            gens = _run_policy(envs_used, policy, n, deterministic, seed, on_done)
+                sys.modules["torch"].manual_seed(seed)  # once: best-of-n's later draws continue the stream
+            run = lambda: _run_policy(envs_used, policy, n_total, deterministic, seed, on_done)  # noqa: E731
         else:
-            gens = _run_generate_fn(base, generate_fn, n, batch_size, on_done)
+            run = lambda: _run_generate_fn(base, generate_fn, n_total, batch_size, on_done)  # noqa: E731
+        gens = run()
+        if decoding == "best-of-n":
+            if any(g.get("reward") is None for g in gens):
+                raise EvaluationError("decoding='best-of-n' keeps the highest-reward sample, but this env has no "
+                                      "reward to rank them by.")
+            for g in gens:
+                g["sample_rewards"] = [g["reward"]]
+            for _ in range(draws - 1):
+                _keep_best(gens, run())
         env_split = getattr(base, "split", None)
     finally:
         if bar is not None:
@@ -349,6 +395,11 @@ def evaluate(
             signatures["reward"] += f" ({reward_obj.name})"
     table["gen_len"] = float(np.mean([g["gen_len"] for g in gens])) if gens else 0.0
     signatures["gen_len"] = "tokens (env tokenizer)" if getattr(base, "tokenizer", None) is not None else "words"
+    if decoding == "best-of-n":
+        table["kl_bound"] = best_of_n_kl_bound(draws)
+        signatures["kl_bound"] = f"best-of-{draws}: KL to the sampling policy <= log n - (n-1)/n (nats per text)"
+        if "reward" in signatures:
+            signatures["reward"] += f", best of {draws} samples"
     return EvaluationResult(
         table=table,
         signatures=signatures,

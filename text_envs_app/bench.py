@@ -29,44 +29,26 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from text_envs.errors import TextEnvsError, unknown_name
+from text_envs_app.bench_task import LEGACY_METRICS, BenchTask  # noqa: F401  (bench.LEGACY_METRICS kept)
 from text_envs_app.curves import GreedyCurve
+from text_envs_app.run_lock import holds_run_lock
 
-BENCH_METHODS = ("greedy", "sampled", "supervised", "ppo", "a2c", "trpo", "nlpo")
-"""Every method a bench can run: the start model greedy and sampled, supervised teacher forcing, four RL algorithms."""
-RL_METHODS = ("ppo", "a2c", "trpo", "nlpo")
-"""The methods trained by an SB3 algorithm: one run per KL coefficient, and a learning curve each."""
-LEGACY_METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu", "meteor")
-
-
-@dataclass(frozen=True)
-class BenchTask:
-    """One task of a preset: an env with its options, and the metrics its table shows beside the reward.
-
-    :param env: the registered env id.
-    :param name: the task's label in tables, plots and ``results.csv``.
-    :param reward: the reward spec (``text_envs.make_reward``: a name or ``"0.5*rouge-l+0.5*fact-precision"``);
-        None: the env's default.
-    :param env_kwargs: any other ``gym.make`` keywords (``reference_noise``, ``max_new_tokens``, ...).
-    :param metrics: corpus metrics evaluated beside the reward (:func:`text_envs.evaluation.corpus_metrics`).
-    :param decoding: how the trained models are evaluated and the curves drawn: ``"greedy"``, or ``"sampled"``
-        (one text per prompt, seeded) where the start model's most likely text already scores well and what RL
-        changes is its distribution (the ``greedy`` row stays greedy, the ``sampled`` row sampled).
-    """
-
-    env: str
-    name: str
-    reward: str | None = None
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    metrics: tuple[str, ...] = LEGACY_METRICS
-    decoding: str = "greedy"
-
+BENCH_METHODS = ("greedy", "sampled", "supervised", "ppo", "a2c", "trpo", "nlpo", "grpo", "rloo", "reinforce", "raft",
+                 "dpo")
+"""Every method a bench can run: the start model greedy and sampled, supervised teacher forcing, the RL algorithms
+(``text_envs_app.algorithms``; each with its env's defaults)."""
+RL_METHODS = ("ppo", "a2c", "trpo", "nlpo", "grpo", "rloo", "reinforce", "raft", "dpo")
+"""The methods trained by an SB3-style algorithm: one run per KL coefficient, and a learning curve each."""
+CLASSIC_METHODS = ("greedy", "sampled", "supervised", "ppo", "a2c", "nlpo")
+"""The presets' methods before the critic-free and preference algorithms came (their run times are measured);
+``--methods`` adds the others."""
 
 CONTINUATION = BenchTask(
     "TextContinuation-v0", "continuation/sentiment", reward="sentiment", metrics=("sentiment-classifier",),
@@ -89,7 +71,7 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
     # has it). benchmarks/RESULTS.md section 9.
     "rl-small": dict(envs=(CONTINUATION,), steps=8_192, n_envs=16, n_steps=64, eval_examples=64, seeds=5,
                      kl_coefs=(0.05,), curve_points=5, curve_examples=32,
-                     methods=tuple(m for m in BENCH_METHODS if m != "trpo")),
+                     methods=CLASSIC_METHODS),
     # both new tasks, 10 seeds, three KL coefficients (the reward/KL frontier), 4x the budget: a GPU or a long run
     "rl-full": dict(envs=(CONTINUATION, FAITHFUL_SUMMARIZATION), steps=32_768, n_envs=32, n_steps=64,
                     eval_examples=200, seeds=10, kl_coefs=(0.01, 0.05, 0.2), curve_points=6, curve_examples=64,
@@ -97,15 +79,18 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
     # the first presets (README's measured table): summarization against the embedded references, 3 seeds. TRPO is
     # left out for time: its cell took 291 s and 8.0 GB on 2 cores (256-token prompts), against about 30 s for PPO
     "small": dict(envs=("TextSummarization-v0",), steps=2_048, eval_examples=100, n_envs=16, seeds=3,
-                  methods=tuple(m for m in BENCH_METHODS if m != "trpo")),
+                  methods=CLASSIC_METHODS),
     "full": dict(envs=("TextSummarization-v0", "DialogueGeneration-v0", "MachineTranslation-v0"), steps=8_192,
-                 eval_examples=200, n_envs=16, seeds=3, methods=tuple(m for m in BENCH_METHODS if m != "trpo")),
+                 eval_examples=200, n_envs=16, seeds=3, methods=CLASSIC_METHODS),
 }
 """Preset name -> settings: ``envs`` (:class:`BenchTask` or env ids), ``steps`` (generated tokens per training
 run), ``n_envs``, ``n_steps`` (tokens per env per rollout), ``eval_examples`` (test examples evaluated),
 ``seeds`` (default number of seeds), ``kl_coefs`` (the RL methods' KL coefficients), ``curve_points`` (greedy
 evaluations on the curve, the start and the end included; 0: no curves), ``curve_examples`` (validation prompts
-of each), ``methods``."""
+of each), ``methods``; ``model`` and ``dataset`` (a preset that trains another model on other data: grue-imdb)."""
+from text_envs_app.grue import grue_presets, override_preset  # noqa: E402  (beside the presets it adds to)
+
+BENCH_PRESETS.update(grue_presets())
 DEFAULT_KL_COEF = 0.02  # TrainConfig's: presets without kl_coefs
 BOOTSTRAP_REPS = 50_000  # rliable's get_interval_estimates default
 CONFIDENCE = 0.95
@@ -206,15 +191,19 @@ def _as_task(task: BenchTask | str) -> BenchTask:
 
 
 def _config(method: str, task: BenchTask, seed: int, preset: dict[str, Any], kl_coef: float | None):
-    from text_envs_app.experiment import ALGORITHMS, TrainConfig
+    from text_envs_app.algorithms import SB3_ALGORITHMS, defaults
+    from text_envs_app.config import TrainConfig
 
-    extra: dict[str, Any] = {} if kl_coef is None else {"kl_coef": kl_coef}
+    algo = method if method in SB3_ALGORITHMS else "ppo"
+    extra: dict[str, Any] = defaults(task.env, algo)  # the env's and algorithm's (a preset's own settings win)
+    extra.update({} if kl_coef is None else {"kl_coef": kl_coef})
     if "n_steps" in preset:
         extra["n_steps"] = preset["n_steps"]
-    cfg = TrainConfig(env=task.env, algo=method if method in ALGORITHMS else "ppo", steps=preset["steps"],
+    cfg = TrainConfig(env=task.env, algo=algo, steps=preset["steps"],
                       seed=seed, n_envs=preset["n_envs"], eval_examples=preset["eval_examples"],
                       reward=task.reward, gym_kwargs=dict(task.env_kwargs) or None,
-                      device=preset.get("device", "cpu"), **extra)
+                      device=preset.get("device", "cpu"), model=preset.get("model"), dataset=preset.get("dataset"),
+                      **extra)
     cfg.check_device()  # "auto" becomes the device used; "cuda" without one is refused
     return cfg
 
@@ -224,15 +213,17 @@ def _evaluate(method: str, policy: Any, start_lm: Any, cfg: Any, task: BenchTask
     the ``greedy`` and ``sampled`` rows decode as they are named), the KL to the start model along those texts and
     the start model's perplexity of them."""
     from text_envs import evaluation
-    from text_envs_app.experiment import sequence_kl, start_model_ppl
+    from text_envs_app.evaluation import sequence_kl, start_model_ppl, text_hacking_metrics
 
     greedy = method == "greedy" or (method != "sampled" and task.decoding == "greedy")
     result = evaluation.evaluate(cfg.env, policy, split=cfg.eval_split, n_examples=cfg.eval_examples,
                                  deterministic=greedy, metrics=task.metrics, batch_size=32, seed=seed,
                                  env_kwargs=cfg.env_kwargs())
-    table = dict(result.table)
+    table: dict[str, Any] = dict(result.table)
+    table["decoding"] = "greedy" if greedy else "sampled"  # seeded by the run's seed
     table["kl"] = sequence_kl(policy, start_lm, cfg, result.generations)
     table["start_ppl"] = start_model_ppl(start_lm, cfg, result.generations)
+    table.update(text_hacking_metrics(cfg, result.generations))  # distinct-n, self-BLEU, validity, AFINN judge
     return table
 
 
@@ -270,7 +261,7 @@ def _bench_one(method: str, task: BenchTask | str, seed: int, preset: dict[str, 
     import torch as th
     from stable_baselines3.common.utils import set_random_seed
 
-    from text_envs_app.experiment import attach_baseline, build_model, make_train_env, _starting_model
+    from text_envs_app.engines.sb3 import attach_baseline, build_model, make_train_env, starting_model
 
     task = _as_task(task)
     if method not in BENCH_METHODS:
@@ -282,7 +273,7 @@ def _bench_one(method: str, task: BenchTask | str, seed: int, preset: dict[str, 
     venv = make_train_env(cfg)
     try:
         model = build_model(cfg, venv, None)
-        start_lm = _starting_model(model, cfg)
+        start_lm = starting_model(model, cfg)
         attach_baseline(venv, start_lm)
         if method in RL_METHODS:
             callbacks = []
@@ -323,9 +314,10 @@ def _check_kl_coefs(kl_coefs: Sequence[float]) -> tuple[float, ...]:
     return coefs
 
 
+@holds_run_lock("text-envs bench --out")  # one writer per output folder (text_envs_app.run_lock)
 def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrite: bool = False,
                   methods: Sequence[str] | None = None, kl_coefs: Sequence[float] | None = None,
-                  reps: int = BOOTSTRAP_REPS, device: str = "cpu",
+                  reps: int = BOOTSTRAP_REPS, device: str = "cpu", overrides: dict[str, Any] | None = None,
                   log: Callable[[str], Any] = print) -> list[dict[str, Any]]:
     """Every method on every task of a preset, with the same seeds and the same budget in generated tokens.
 
@@ -337,6 +329,8 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
         reward/KL frontier.
     :param reps: bootstrap samples of each confidence interval.
     :param device: the torch device of every run: cpu, cuda or auto.
+    :param overrides: replace the preset's ``model``, ``reward_model``, ``dataset``, ``steps``, ``n_envs``,
+        ``n_steps`` or ``eval_examples`` (:func:`text_envs_app.grue.override_preset`; None values are ignored).
     :return: one dict per run: ``task``, ``env``, ``method``, ``kl_coef`` (None for methods that do not train by
         RL), ``seed``, the metric table and ``wall_s``.
 
@@ -345,11 +339,12 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
     gets each row as it finishes), ``curves.csv`` (the greedy curves' points), ``results.png``, ``frontier.png``
     and ``curves.png``.
     """
-    from text_envs_app.experiment import TrainConfig, _prepare_out
+    from text_envs_app.config import TrainConfig
+    from text_envs_app.run_folder import prepare_out
 
     if preset_name not in BENCH_PRESETS:
         raise unknown_name("preset", preset_name, BENCH_PRESETS)
-    preset = dict(BENCH_PRESETS[preset_name], device=device)
+    preset = dict(override_preset(BENCH_PRESETS[preset_name], overrides), device=device)
     TrainConfig(device=device).check_device()
     tasks = tuple(_as_task(t) for t in preset["envs"])
     seeds = int(preset.get("seeds", 5) if seeds is None else seeds)
@@ -362,7 +357,7 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
         if m not in BENCH_METHODS:
             raise unknown_name("method", m, BENCH_METHODS)
     coefs = _check_kl_coefs(kl_coefs if kl_coefs is not None else preset.get("kl_coefs", (DEFAULT_KL_COEF,)))
-    out_dir = _prepare_out(TrainConfig(out=out, overwrite=overwrite))
+    out_dir = prepare_out(TrainConfig(out=out, overwrite=overwrite))
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     with open(out_dir / "runs.jsonl", "w") as progress:
@@ -435,6 +430,14 @@ def separation(rows: list[dict[str, Any]], task: str, kl_coef: float | None = No
     return {"best": (best, aggs[best]), "worst": (worst, aggs[worst]), "overlap": aggs[best].overlaps(aggs[worst])}
 
 
+def decoding_cell(runs: list[dict[str, Any]]) -> str:
+    """How the texts of a method's runs were decoded: ``greedy``, or ``sampled, seeds 0, 1, 2`` (each run's own)."""
+    kinds = list(dict.fromkeys(r.get("decoding", "not recorded") for r in runs))
+    if kinds == ["sampled"]:
+        return "sampled, seed" + ("s " if len(runs) > 1 else " ") + ", ".join(str(r["seed"]) for r in runs)
+    return " / ".join(kinds)
+
+
 def format_results(rows: list[dict[str, Any]], preset_name: str, preset: dict[str, Any], seeds: int,
                    reps: int = BOOTSTRAP_REPS) -> str:
     """The Markdown of ``results.md``: per task, one line per method (and KL coefficient) with each figure's IQM
@@ -444,9 +447,9 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: dict[st
           f"{seeds} seeds, evaluation on {preset['eval_examples']} test examples\n",
           "Each cell: interquartile mean over seeds [95% stratified bootstrap confidence interval] (Agarwal et al. "
           f"2021; {reps:,} bootstrap samples). `kl`: nats per text from the start model, along the evaluated texts; "
-          "`start_ppl`: the start model's perplexity of them (fluency). greedy and sampled are the start model; "
-          "greedy is scored on greedy texts, sampled on one sampled text per prompt (seeded), and every other row as "
-          "its task says (the decoding named under each task). β: the KL coefficient.\n"]
+          "`start_ppl`: the start model's perplexity of them (fluency). greedy and sampled are the start model. "
+          "`decoding`: how each row's texts were decoded: greedy, or sampled (one text per test prompt, sampled with "
+          "each run's seed, listed). β: the KL coefficient.\n"]
     several = len({r["kl_coef"] for r in rows if r["method"] in RL_METHODS}) > 1
     for task in dict.fromkeys(r["task"] for r in rows):
         runs_of = _groups(rows, task)
@@ -455,11 +458,9 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: dict[st
                                                            "kl", "start_ppl", "gen_len", "wall_s")
                               and isinstance(first[k], (int, float))] + ["kl", "start_ppl", "gen_len"]
         shown = [k for k in shown if any(k in r for rs in runs_of.values() for r in rs)]
-        decoding = {t.name: t.decoding for t in map(_as_task, preset.get("envs", ()))}.get(task, "greedy")
         md += [f"\n## {task}" + (f" ({first['env']})" if first["env"] != task else "") + "\n",
-               f"Trained rows (supervised and RL) scored on {decoding} texts.\n",
-               "| method | " + " | ".join(shown) + " | reward mean ± std | wall s | runs |",
-               "|---|" + "---:|" * (len(shown) + 3)]
+               "| method | decoding | " + " | ".join(shown) + " | reward mean ± std | wall s | runs |",
+               "|---|---|" + "---:|" * (len(shown) + 3)]
         for (method, coef), runs in runs_of.items():
             cells = []
             for k in shown:
@@ -467,7 +468,7 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: dict[st
                 cells.append(aggregate(vals, reps).cell() if vals else "")
             rew = aggregate([r["reward"] for r in runs], reps)
             wall = float(np.mean([r["wall_s"] for r in runs]))
-            md.append(f"| {_label(method, coef, several)} | " + " | ".join(cells)
+            md.append(f"| {_label(method, coef, several)} | {decoding_cell(runs)} | " + " | ".join(cells)
                       + f" | {rew.mean:.3f} ± {rew.std:.3f} | {wall:.1f} | {len(runs)} |")
         coefs = list(dict.fromkeys(c for (m, c) in runs_of if m in RL_METHODS))
         for coef in coefs:

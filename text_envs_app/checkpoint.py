@@ -1,13 +1,17 @@
 """Checkpoints of a training run: periodic, atomic, verified, and exact to resume from.
 
 A checkpoint is one file, ``<out>/checkpoints/tokens-<N>.ckpt`` (a zip archive), taken at a rollout boundary
-(after an update, before the next rollout), that holds:
+(after an update, before the next rollout). It holds data only, never a pickle (:mod:`text_envs_app.state_codec`):
+``state.json`` (the structure, numbers and strings), ``arrays.npz`` (NumPy arrays, read with
+``allow_pickle=False``) and ``tensors.safetensors`` (every torch tensor), which together store:
 
-``model.zip``
-    SB3's save of the algorithm: weights, optimizer state, hyper-parameters. The frozen KL reference is left out
-    when the policy rebuilds it from the start model's path (``LLMPolicy(save_reference=False)``).
-``state.pkl``
-    what SB3's zip does not hold, so that N tokens + resume + N tokens gives the same weights as 2N straight:
+the parameters
+    the algorithm's state dicts (``model.get_parameters()``: the policy's weights and the optimizer's state). The
+    frozen KL reference is left out when the policy rebuilds it from the start model's path
+    (``LLMPolicy(save_reference=False)``). The algorithm itself is rebuilt from the run's ``config.json`` (as a new
+    run builds it) and the parameters loaded into it: SB3's zip, whose ``data`` entries are pickles, is not used.
+the state
+    what the parameters do not hold, so that N tokens + resume + N tokens gives the same weights as 2N straight:
     the Python, NumPy and torch (and CUDA) random states; each env's state (its random generator, its data
     sampling position ``_index_draws``, its in-progress episode, the ``Monitor`` counters, the
     ``SelfCriticalReward`` baseline caches and the shared ``BaselinePool``'s decodings); the vector env's
@@ -18,6 +22,9 @@ A checkpoint is one file, ``<out>/checkpoints/tokens-<N>.ckpt`` (a zip archive),
     pure caches of deterministic tokenization).
 ``manifest.json``
     the format version, the token count and the SHA-256 of each member.
+
+Checkpoints of format ``text-envs-checkpoint/1`` (a ``state.pkl`` pickle and SB3's zip) are refused, not read:
+:class:`OldCheckpointError` says how to proceed.
 
 Each file is written to ``*.tmp``, flushed to disk and renamed over (``os.replace``), so a ``kill -9`` at any
 moment leaves the previous checkpoint whole; the last ``keep`` checkpoints are kept. A truncated or corrupt
@@ -39,7 +46,6 @@ import hashlib
 import io
 import json
 import os
-import pickle
 import random
 import re
 import signal
@@ -55,24 +61,32 @@ from typing import Any
 import numpy as np
 
 from text_envs.errors import TextEnvsError
+from text_envs_app.run_folder import atomic_write
+from text_envs_app.state_codec import StateCodecError, dumps, is_encodable, loads
 
 __all__ = [
     "CheckpointError",
+    "OldCheckpointError",
     "CheckpointStore",
     "Checkpoint",
     "CheckpointCallback",
     "capture_state",
     "restore_state",
     "save_model_file",
+    "read_sb3_policy_weights",
     "interrupt_guard",
     "DEFAULT_CHECKPOINT_EVERY",
 ]
 
-FORMAT = "text-envs-checkpoint/1"
+FORMAT = "text-envs-checkpoint/2"
+#: the formats before checkpoints became data only (their state is a pickle): refused
+PICKLE_FORMATS = ("text-envs-checkpoint/1",)
+#: the members of a checkpoint besides manifest.json (no other member is read)
+MEMBERS = ("state.json", "arrays.npz", "tensors.safetensors")
 DEFAULT_CHECKPOINT_EVERY = 4096
 _NAME = re.compile(r"^tokens-(\d+)\.ckpt$")
 
-#: the algorithm's attributes that change while it steps; stored in ``state.pkl`` (from the rollout boundary),
+#: the algorithm's attributes that change while it steps; stored in the state (from the rollout boundary),
 #: never in SB3's zip, whose copy could be from the middle of a rollout
 ALGO_STEP_KEYS = (
     "num_timesteps",
@@ -94,19 +108,15 @@ class CheckpointError(TextEnvsError):
     """A checkpoint that cannot be written or read."""
 
 
+class OldCheckpointError(CheckpointError):
+    """A checkpoint of a format whose state is a pickle: refused, never unpickled (not a corrupt file)."""
+
+
 # ---------------------------------------------------------------------------------------------- state
-_SCALARS = (type(None), bool, int, float, complex, str, bytes, np.generic, np.ndarray, np.random.Generator)
-
-
 def _is_plain(value: Any) -> bool:
-    """Data (numbers, strings, arrays, generators and containers of them), not objects such as tokenizers."""
-    if isinstance(value, _SCALARS):
-        return not (isinstance(value, np.ndarray) and value.dtype == object)
-    if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(_is_plain(k) and _is_plain(v) for k, v in value.items())
-    return False
+    """Data (numbers, strings, arrays, generators and containers of them), not objects such as tokenizers: what
+    a checkpoint can store without a pickle (:func:`text_envs_app.state_codec.is_encodable`)."""
+    return is_encodable(value, tensors=False)
 
 
 def _plain_attrs(obj: Any, skip: Callable[[str, Any], bool] | None = None) -> dict[str, Any]:
@@ -235,6 +245,8 @@ def capture_state(model: Any) -> dict[str, Any]:
             "mask_sync_due": getattr(policy, "_mask_sync_due", False),
         },
         "buffer": _buffer_state(getattr(model, "rollout_buffer", None)),
+        # algorithms that say what they carry between rollouts (sb3_ext.GRPO & co: texts of unfinished groups)
+        "algorithm": model.get_state() if hasattr(model, "get_state") else None,
         "envs": _env_states(model.env),
         "rng": _rng_state(),
         "torch_threads": th.get_num_threads(),
@@ -261,6 +273,8 @@ def restore_state(model: Any, state: dict[str, Any], log: Callable[[str], Any] =
     policy._mask_sync_due = saved["mask_sync_due"]
     for key, value in state["buffer"].items():
         setattr(model.rollout_buffer, key, value)
+    if state.get("algorithm") is not None:
+        model.set_state(state["algorithm"])
     if state["envs"] is not None:
         _restore_env_states(model.env, state["envs"])
     else:  # saved from envs in other processes: SB3 resets them at the next learn()
@@ -274,31 +288,6 @@ def restore_state(model: Any, state: dict[str, Any], log: Callable[[str], Any] =
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write ``path`` through ``write(file)`` into ``path.tmp``, flush it to disk, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 def _sb3_bytes(model: Any, exclude: tuple[str, ...] = ALGO_STEP_KEYS) -> bytes:
     buf = io.BytesIO()
     model.save(buf, exclude=list(exclude))
@@ -316,21 +305,51 @@ def save_model_file(model: Any, path: str | os.PathLike) -> None:
         data = _sb3_bytes(model)
     finally:
         optimizer.state = moments
-    _atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write(Path(path), lambda f: f.write(data))
+
+
+def read_sb3_policy_weights(path: str | os.PathLike) -> dict[str, Any]:
+    """The policy's state dict from an SB3 zip, read as data: its ``policy.pth`` with ``torch.load(...,
+    weights_only=True)`` (tensors and plain containers only). The zip's ``data`` entries, pickles that SB3's own
+    ``load`` unpickles, are not read."""
+    import torch as th
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            data = zf.read("policy.pth")
+        return th.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except KeyError as e:
+        raise CheckpointError(f"{path} is not an SB3 model zip: it has no policy.pth") from e
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{path} does not read as an SB3 zip ({type(e).__name__}: {e})") from e
+    except Exception as e:  # torch's UnpicklingError: something besides tensors and plain containers
+        raise CheckpointError(f"{path}: its policy.pth holds more than weights, so it is not read "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
 
 
 @dataclass
 class Checkpoint:
-    """A checkpoint read back: its file, token count, SB3 zip bytes and captured state."""
+    """A checkpoint read back: its file, token count, the algorithm's parameters (state dicts) and the captured
+    state."""
 
     path: Path
     tokens: int
-    model_bytes: bytes
+    parameters: dict[str, Any]
     state: dict[str, Any]
 
-    def load_model(self, algorithm_class: Any, env: Any, device: Any = "auto") -> Any:
-        """The algorithm, loaded on ``env``; call :func:`restore_state` with ``self.state`` before ``learn``."""
-        return algorithm_class.load(io.BytesIO(self.model_bytes), env=env, device=device)
+    def load_into(self, model: Any) -> Any:
+        """Load the parameters into ``model``, an algorithm built as the run built it (from its config); call
+        :func:`restore_state` with ``self.state`` before ``learn``. Returns ``model``."""
+        try:
+            model.set_parameters(self.parameters, exact_match=True, device=model.device)
+        except TextEnvsError:
+            raise  # says what to do already (e.g. the start model the KL reference is rebuilt from has moved)
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise CheckpointError(
+                f"checkpoint {self.path} does not fit the model its run's config.json builds ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:300] if str(e) else ''}); resume with the run's own config.json"
+            ) from e
+        return model
 
 
 class CheckpointStore:
@@ -365,8 +384,10 @@ class CheckpointStore:
         path = self.folder / f"tokens-{tokens:012d}.ckpt"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            members = {"model.zip": _sb3_bytes(model),
-                       "state.pkl": pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)}
+            try:
+                members = dumps({"parameters": model.get_parameters(), "state": state})
+            except StateCodecError as e:
+                raise CheckpointError(f"could not store the run's state as data: {e}") from e
             manifest = {"format": FORMAT, "tokens": tokens, "created": time.time(),
                         "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}}
 
@@ -376,7 +397,7 @@ class CheckpointStore:
                         zf.writestr(name, data)
                     zf.writestr("manifest.json", json.dumps(manifest))
 
-            _atomic_write(path, write)
+            atomic_write(path, write)
         except OSError as e:
             reason = "the disk is full" if e.errno == errno.ENOSPC else f"{type(e).__name__}: {e}"
             raise CheckpointError(
@@ -394,20 +415,34 @@ class CheckpointStore:
         try:
             with zipfile.ZipFile(path) as zf:
                 manifest = json.loads(zf.read("manifest.json"))
+                if manifest.get("format") in PICKLE_FORMATS:
+                    raise OldCheckpointError(
+                        f"checkpoint {path} has format {manifest.get('format')!r}: its state is a Python pickle "
+                        "(written by text-envs before checkpoints became data only), and reading a pickle can run "
+                        "any code, so it is not read. If you wrote it yourself, finish the run with the text-envs "
+                        "version that started it; otherwise start the run again (text-envs train --overwrite with "
+                        "the same --out, or another --out).")
                 if manifest.get("format") != FORMAT:
                     raise CheckpointError(
                         f"checkpoint {path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+                unexpected = sorted(set(manifest["sha256"]) - set(MEMBERS))
+                if unexpected:
+                    raise CheckpointError(f"checkpoint {path} lists members {unexpected} that a checkpoint never "
+                                          f"has (expected {list(MEMBERS)}); they are not read")
                 members = {name: zf.read(name) for name in manifest["sha256"]}
             for name, data in members.items():
                 if hashlib.sha256(data).hexdigest() != manifest["sha256"][name]:
                     raise CheckpointError(f"checkpoint {path}: member {name} does not match its SHA-256 (corrupt)")
-            state = pickle.loads(members["state.pkl"])
+            content = loads(members)
         except CheckpointError:
             raise
-        except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError,
-                AttributeError, IndexError) as e:
+        except StateCodecError as e:
+            raise CheckpointError(f"checkpoint {path} does not hold data a checkpoint holds ({e})") from e
+        except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, EOFError, OSError, AttributeError,
+                IndexError) as e:
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from e
-        return Checkpoint(path=path, tokens=int(manifest["tokens"]), model_bytes=members["model.zip"], state=state)
+        return Checkpoint(path=path, tokens=int(manifest["tokens"]), parameters=content["parameters"],
+                          state=content["state"])
 
     def load_latest(self, log: Callable[[str], Any] = print) -> Checkpoint | None:
         """The newest checkpoint that reads whole; a bad one is reported, renamed ``*.corrupt``, and the previous
@@ -417,6 +452,8 @@ class CheckpointStore:
         for _, path in files:
             try:
                 return self.read(path)
+            except OldCheckpointError:
+                raise  # not damaged: an older run's file, left as it is
             except CheckpointError as e:
                 errors.append(str(e))
                 bad = path.with_name(path.name + ".corrupt")

@@ -1,12 +1,13 @@
 """The ``text-envs`` command line.
 
-    text-envs train [--env ID] [--algo ppo|a2c|trpo|nlpo] [--steps N] [--out DIR] ...   train, evaluate, save
+    text-envs train [--env ID] [--algo ppo|grpo|rloo|...|supervised] [--steps N] [--out DIR]  train, evaluate, save
     text-envs train --engine rllib [--algo ppo|impala|appo] [--num-env-runners N]      the same on Ray RLlib
     text-envs eval [MODEL] [--dataset FILE --prompt-field F] [--out DIR]                 a saved model's metrics
     text-envs bench [--preset small|rl-small] [--kl-coefs 0.01,0.05]                   algorithms side by side
+    text-envs frontier [--env ID] [--model M] [--samples M] [--betas 1,0.5]         the reward/KL limit of a model
     text-envs demo [--env ID ...] [--seed N]                                            one episode of each env
 
-Every ``train`` option is a field of :class:`text_envs_app.experiment.TrainConfig`; ``--config FILE`` (JSON or
+Every ``train`` option is a field of :class:`text_envs_app.config.TrainConfig`; ``--config FILE`` (JSON or
 TOML) may hold them, and flags given on the command line win.
 """
 
@@ -91,40 +92,107 @@ def _key_value(text: str) -> tuple[str, object]:
     return key.strip().replace("-", "_"), value
 
 
+TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
+    "what to train": ("env", "algo", "engine", "model", "trust_remote_code", "steps", "seed"),
+    "data": ("dataset", "train_file", "validation_file", "test_file", "split_seed", "prompt_field", "reference_field",
+             "source_lang", "target_lang", "gym_kwargs", "difficulty", "reward", "max_new_tokens"),
+    "algorithm": ("group_size", "filter_reward", "n_steps", "batch_size", "n_epochs", "learning_rate", "gamma",
+                  "gae_lambda", "clip_range", "ent_coef", "vf_coef", "value_mode", "value_lr_scale", "max_grad_norm",
+                  "temperature", "top_p", "top_k", "target_kl"),
+    "KL penalty and baseline": ("kl_coef", "kl_target", "baseline"),
+    "evaluation": ("eval_examples", "eval_split", "eval_decoding", "best_of_n", "frontier_samples", "curve_points",
+                   "curve_examples", "compare_supervised", "supervised_lr"),
+    "run folder and resume": ("out", "resume", "overwrite", "checkpoint_every"),
+    "performance": ("threads", "n_envs", "vec_env", "device"),
+    "Ray RLlib (--engine rllib)": ("num_env_runners", "num_learners"),
+}
+"""The sections of ``text-envs train --help``, each a list of TrainConfig fields (a field in none of them goes
+to "other options", so a new field is never left out of the help)."""
+
+UNSET_DEFAULTS = {
+    "filter_reward": "default: not set (supervised: every reference; raft: the algorithm's own rule)",
+    "train_file": "default: not set", "validation_file": "default: not set", "test_file": "default: not set",
+    "source_lang": "default: the env's", "target_lang": "default: the env's",
+    "target_kl": "default: not set (no early stop)",
+}
+"""What a TrainConfig field left at None means, for the fields whose own text does not say it."""
+
+TRAIN_EXAMPLES = """examples:
+  text-envs train --steps 4096 --out runs/first        # PPO on TextContinuation-v0 from the shipped tiny T5
+  text-envs train --env TextCopy-v0 --algo grpo --steps 4096 --out runs/copy
+  text-envs train --env TextSummarization-v0 --dataset my.jsonl --prompt-field article \\
+      --reference-field summary --model MODEL_FOLDER --out runs/mine   # your data and model
+  text-envs train --out runs/first --resume           # continue a run stopped by Ctrl-C or a crash
+  text-envs train --config run.toml --seed 1           # options from a JSON/TOML file; flags win
+
+Per-env and per-algorithm defaults (text_envs_app.algorithms) go under the flags; config.json in --out records
+every value the run used."""
+
+
+def _default_text(name: str, default: object, text: str) -> str:
+    """The help text of a TrainConfig field with its true default: a None default is explained by the field's own
+    text ("None: ..." becomes "default: ...") or :data:`UNSET_DEFAULTS`, never shown as "None"."""
+    if default is None:
+        if "None:" in text:
+            return text.replace("None:", "default:")
+        if "default:" in text:
+            return text
+        return f"{text}; {UNSET_DEFAULTS.get(name, 'default: not set')}"
+    text = text.replace("None:", "null in a config file:")  # a flag cannot give None
+    if isinstance(default, bool) or "default:" in text or "(default " in text:
+        return text  # a flag, or a text that states its default itself
+    return f"{text} (default: {default})"
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None,
-                      helps: dict[str, str] | None = None) -> None:
-    """One flag per TrainConfig field, help text from the field's docstring (CleanRL-style); ``only`` picks
-    fields (in that order), ``helps`` replaces help texts."""
-    from text_envs_app.experiment import TrainConfig, field_docs
+                      helps: dict[str, str] | None = None,
+                      groups: dict[str, tuple[str, ...]] | None = None) -> None:
+    """One flag per TrainConfig field, help text from the field's docstring (CleanRL-style) with its true default;
+    ``only`` picks fields (in that order), ``helps`` replaces help texts (``{default}`` in one is the field's
+    default), ``groups`` puts the flags in titled sections of the help (the others go to "other options")."""
+    from text_envs_app.config import TrainConfig, field_docs
 
     docs = {**field_docs(), **(helps or {})}
     hints = typing.get_type_hints(TrainConfig)
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    for name in only if only is not None else list(fields):
+    names = list(only) if only is not None else list(fields)
+    section = {}  # field name -> the argument group it is added to
+    if groups:
+        for title, members in groups.items():
+            group = parser.add_argument_group(title)
+            section.update({name: group for name in members if name in fields})
+        if any(name not in section for name in names):
+            other = parser.add_argument_group("other options")
+            section.update({name: other for name in names if name not in section})
+    for name in names:
         f = fields[name]
+        target = section.get(name, parser)
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = docs.get(f.name, "") if f.name in (helps or {}) else f"{docs.get(f.name, '')} (default: {default})"
+        if name in (helps or {}):
+            help_text = docs[name].replace("{default}", str(default))
+        else:
+            help_text = _default_text(name, default, " ".join(docs.get(name, "").split()))
         help_text = help_text.replace("%", "%%")  # argparse %-formats help texts ("the first 10%")
         if f.name == "gym_kwargs":
-            parser.add_argument("--env-kwargs", dest="gym_kwargs", type=_json_object, default=argparse.SUPPRESS,
+            target.add_argument("--env-kwargs", dest="gym_kwargs", type=_json_object, default=argparse.SUPPRESS,
                                 metavar="JSON", help=docs["gym_kwargs"].replace("%", "%%"))
-            parser.add_argument("--env-kwarg", dest="env_kwarg", type=_key_value, action="append", default=[],
+            target.add_argument("--env-kwarg", dest="env_kwarg", type=_key_value, action="append", default=[],
                                 metavar="KEY=VALUE", help="one gym.make keyword (repeatable); VALUE is read as JSON "
                                 "when it is JSON (128, true, \"x\"), else as text")
             continue
         flag = "--" + f.name.replace("_", "-")
         if hints[f.name] is bool:
-            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            target.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
             continue
         kind = typing.get_args(hints[f.name]) or (hints[f.name],)
         kind = next(k for k in kind if k is not type(None))
-        parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
+        target.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
 
 
 def _config_values(args: argparse.Namespace, base: dict | None = None) -> dict:
     """TrainConfig values: ``base`` (a run's), then the --config file, then the flags given; --env-kwarg pairs
     go on top of --env-kwargs."""
-    from text_envs_app.experiment import TrainConfig, load_config_file
+    from text_envs_app.config import TrainConfig, load_config_file
 
     values = dict(base or {})
     if getattr(args, "config", None):
@@ -138,13 +206,13 @@ def _config_values(args: argparse.Namespace, base: dict | None = None) -> dict:
 
 
 def _config(args: argparse.Namespace):
-    from text_envs_app.experiment import TrainConfig
+    from text_envs_app.algorithms import make_config
 
-    return TrainConfig(**_config_values(args))
+    return make_config(**_config_values(args))  # the env's and algorithm's defaults under the user's values
 
 
 def _train(args: argparse.Namespace) -> int:
-    from text_envs_app.experiment import train
+    from text_envs_app.train import train
 
     result = train(_config(args))
     return 130 if result.get("interrupted") else 0
@@ -155,7 +223,8 @@ _DATA_CHOICE_KEYS = ("dataset", "train_file", "validation_file", "test_file", "s
 
 def _eval(args: argparse.Namespace) -> int:
     from text_envs.data.sources import is_local_path
-    from text_envs_app.experiment import RUN_DATA_KEYS, TrainConfig, evaluate_saved, find_saved_model
+    from text_envs_app.config import TrainConfig
+    from text_envs_app.eval_job import RUN_DATA_KEYS, evaluate_saved, find_saved_model, run_split_of_file
 
     found = find_saved_model(args.model_path)
     run = {k: v for k, v in found["run"].items() if k in RUN_DATA_KEYS}
@@ -163,11 +232,12 @@ def _eval(args: argparse.Namespace) -> int:
         if found["run"].get(key):
             run[key] = found["run"][key]
     given = vars(args)  # the namespace itself: a file popped here is not read again as --dataset below
-    if "dataset" in given:  # the user's own data replaces the run's: every row of a file is evaluated
+    if "dataset" in given:  # the user's data replaces the run's: every row of a file, but of the run's own its test rows
         run = {k: v for k, v in run.items() if k not in _DATA_CHOICE_KEYS}
         if is_local_path(given["dataset"]):
             f = given.pop("dataset")
-            run.update(train_file=f, validation_file=f, test_file=f)
+            own = run_split_of_file(found["run"], f)  # the run's own file: its test rows, as it split them
+            run.update(own if own is not None else dict(train_file=f, validation_file=f, test_file=f))
     values = _config_values(args, run)
     out = values.pop("out", None)  # eval's own --out (results, not a training run)
     evaluate_saved(args.model_path, TrainConfig(**values), out=out, overwrite=args.overwrite)
@@ -178,8 +248,9 @@ def _bench(args: argparse.Namespace) -> int:
     from text_envs_app.bench import run_benchmark
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    overrides = {"model": args.model, "reward_model": args.reward_model, "dataset": args.dataset}
     run_benchmark(args.preset, args.out, seeds=args.seeds, overwrite=args.overwrite, methods=methods,
-                  kl_coefs=args.kl_coefs, device=args.device)
+                  kl_coefs=args.kl_coefs, device=args.device, overrides=overrides)
     return 0
 
 
@@ -195,39 +266,88 @@ def _kl_coefs(text: str) -> list[float]:
 
 
 EVAL_HELP = {
-    "env": "the registered env id (default: the run's, else TextSummarization-v0)",
-    "dataset": "the data to evaluate on: a local .jsonl/.json/.csv file (every row of it is evaluated) or a hub "
-               "name; default: the run's own evaluation split (the same seeded split of its file), else the "
-               "embedded data",
+    "env": "the registered env id (default: the run's, else {default}, as for text-envs train)",
+    "dataset": "the data to evaluate on: a local .jsonl/.json/.csv file (every row of it is evaluated; the file "
+               "the run was split from: its test rows) or a hub name; default: the run's own evaluation split (the "
+               "same seeded split of its file), else the embedded data",
     "eval_examples": "evaluate the first N examples of the split",
-    "device": "torch device: cpu, cuda, or auto",
+    "device": "torch device: cpu, cuda, or auto (default: {default})",
+    "trust_remote_code": "let transformers run the Python code the evaluated model ships (its config.json's "
+                         "auto_map); never read from a run folder",
 }
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one ``text-envs`` command: an option it does not know is refused with this command's usage and
+    the closest of its options ("did you mean --prompt-field?"), not with the top-level usage; options are never
+    abbreviated (``--step`` is a typo of ``--steps``, and an abbreviation would break when an option is added)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, refusing what this command does not take here rather than in the top-level parser."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            options = [a for a in extras if a.startswith("-") and a != "-"]
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self.suggestion(options[0]) if options else ''}")
+        return namespace, extras
+
+    def suggestion(self, given: str) -> str:
+        """``". Did you mean '--x'?"`` for the options of this command closest to ``given`` (``--prompt_field``
+        and ``--prompt-field=x`` are compared as ``--prompt-field``), or ``""``."""
+        flag = given.split("=", 1)[0].replace("_", "-")
+        options = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        text = text_envs.errors.did_you_mean(flag, [flag] if flag in options else options, n=2)
+        return f".{text}" if text else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="text-envs", description="Text generation as reinforcement learning.")
     parser.add_argument("--version", action="version", version=f"text-envs {text_envs.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
-    train = sub.add_parser("train", help="train a model with an RL algorithm, evaluate before/after, save it")
-    train.add_argument("--config", help="a JSON or TOML file of train options (flags override it)")
-    _add_config_flags(train)
+    train = sub.add_parser(
+        "train", help="train a model with an RL algorithm, evaluate before/after, save it",
+        usage="text-envs train [-h] [--config FILE] [--env ID] [--algo NAME] [--steps N] [--out DIR] [options]",
+        description="Train a model on a text env with an RL algorithm (default: PPO on TextContinuation-v0 from\n"
+                    "the shipped warm-started tiny T5), evaluate it before and after on held-out prompts, and save\n"
+                    "it, its results and its learning curve in --out.",
+        epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--config", metavar="FILE", help="a JSON or TOML file of train options (flags override it)")
+    _add_config_flags(train, groups=TRAIN_GROUPS)
     train.set_defaults(func=_train)
 
     ev = sub.add_parser(
-        "eval", help="evaluate a saved model (or the shipped one) greedily, optionally on your own data file",
-        description="Evaluate a saved model greedily and print its metric table. Without options it evaluates a "
-                    "run on the run's own test split; --dataset FILE --prompt-field F [--reference-field R] "
-                    "evaluates it on every row of your file. --out DIR writes results.md, results.json and "
-                    "generations.jsonl (one line per text: prompt, generation, reference, every metric).")
+        "eval", help="evaluate a saved model (or the shipped one), optionally on your own data file",
+        usage="text-envs eval [-h] [MODEL] [--dataset FILE --prompt-field F] [--out DIR] [options]",
+        description="Evaluate a saved model and print its metric table. Without options it evaluates a run on the\n"
+                    "run's own test split; --dataset FILE --prompt-field F [--reference-field R] evaluates it on\n"
+                    "every row of your file. The env and data options default to the run's own (its config.json),\n"
+                    "else to those of text-envs train. --out DIR writes results.md, results.json and\n"
+                    "generations.jsonl (one line per text: prompt, generation, reference, every metric).",
+        epilog="examples:\n"
+               "  text-envs eval runs/first                        # a run, on its own test split\n"
+               "  text-envs eval runs/first --dataset my.jsonl --prompt-field text --out runs/first-eval\n"
+               "  text-envs eval --env TextCopy-v0 --examples 20    # the shipped model",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("model_path", nargs="?", metavar="MODEL",
                     help="a `text-envs train` output folder, an SB3 .zip, or a Hugging Face model folder (a run's "
                          "hf/) or hub name; default: the shipped model")
     _add_config_flags(ev, only=("env", "dataset", "prompt_field", "reference_field", "source_lang", "target_lang",
-                                "gym_kwargs", "reward", "max_new_tokens", "difficulty", "seed", "device"),
+                                "gym_kwargs", "reward", "max_new_tokens", "difficulty", "seed", "device",
+                                "trust_remote_code"),
                       helps=EVAL_HELP)
     ev.add_argument("--split", dest="eval_split", choices=("train", "validation", "test"), default=argparse.SUPPRESS,
                     help="the split to evaluate (default: test)")
+    ev.add_argument("--decoding", dest="eval_decoding", choices=("greedy", "sampled", "best-of-n"),
+                    default=argparse.SUPPRESS, help="greedy, sampled (one text per prompt, seeded by --seed) or "
+                    "best-of-n (the highest-reward of --n samples per prompt; the table adds its KL bound to the "
+                    "sampling policy, log n - (n-1)/n) (default: the run's env's: sampled for TextContinuation-v0, "
+                    "else greedy)")
+    ev.add_argument("--n", dest="best_of_n", type=int, default=argparse.SUPPRESS, metavar="N",
+                    help="samples per prompt of --decoding best-of-n (default: 4)")
     ev.add_argument("--examples", dest="eval_examples", type=int, default=argparse.SUPPRESS, metavar="N",
                     help="evaluate the first N examples of the split (default: 200)")
     ev.add_argument("--out", default=None, metavar="DIR",
@@ -245,11 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "per run), curves.csv, results.png, frontier.png (reward against KL to the start) and "
                     "curves.png (greedy reward on fixed validation prompts against generated tokens).")
     bench.add_argument("--preset", default="rl-small", choices=tuple(BENCH_PRESETS),
-                       help="rl-small: TextContinuation-v0 (sentiment), every method but trpo, 5 seeds (under 30 "
-                            "min on 2 CPU cores); rl-full: it and TextSummarization-v0 with noisy references "
-                            "(0.5*rouge-l+0.5*fact-precision), 10 seeds, 3 KL coefficients, 4x the budget (a GPU "
-                            "or a long run); small/full: the first presets (summarization against its references, "
-                            "3 seeds) (default: rl-small)")
+                       help="rl-small: TextContinuation-v0 (sentiment), greedy, sampled, supervised, ppo, a2c, "
+                            "nlpo, 5 seeds (under 30 min on 2 CPU cores); rl-full: it and TextSummarization-v0 "
+                            "with noisy references (0.5*rouge-l+0.5*fact-precision), 10 seeds, 3 KL coefficients, "
+                            "4x the budget (a GPU or a long run); small/full: the first presets (summarization "
+                            "against its references, 3 seeds) (default: rl-small)")
     bench.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="seeds 0..N-1 (default: the preset's: 5 for rl-small, 10 for rl-full, 3 for small/full)")
     bench.add_argument("--kl-coefs", type=_kl_coefs, default=None, metavar="B1,B2,...",
@@ -261,12 +381,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     bench.add_argument("--methods", default=None,
                        help=f"comma-separated subset of {','.join(BENCH_METHODS)} (default: the preset's: all of "
-                            "them on rl-full; all but trpo, 5x slower than ppo, on rl-small, small and full)")
+                            "them on rl-full; greedy, sampled, supervised, ppo, a2c and nlpo on rl-small, small and "
+                            "full: trpo is 5x slower than ppo, and the others are added by naming them)")
+    bench.add_argument("--model", default=None,
+                       help="grue-imdb: the policy instead of lvwerra/gpt2-imdb (a hub name or a save_pretrained folder)")
+    bench.add_argument("--reward-model", default=None,
+                       help="grue-imdb: the sentiment classifier instead of lvwerra/distilbert-imdb (label 1 = positive)")
+    bench.add_argument("--dataset", default=None,
+                       help="grue-imdb: the reviews instead of the hub's imdb (a local .jsonl/.csv file with a text "
+                            "column, split 80/10/10)")
     bench.set_defaults(func=_bench)
+    from text_envs_app.frontier import add_frontier_command
+
+    add_frontier_command(sub, _add_config_flags, _config_values)
 
     demo = sub.add_parser("demo", help="run one episode of each registered env and print it")
-    demo.add_argument("--env", action="append", choices=sorted(text_envs.ENV_IDS), help="env id (repeatable)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--env", action="append", choices=sorted(text_envs.ENV_IDS), metavar="ID",
+                      help=f"env id, repeatable: {', '.join(sorted(text_envs.ENV_IDS))} (default: every env)")
+    demo.add_argument("--seed", type=int, default=0, help="seeds each episode's prompt and the random policy "
+                      "(default: 0)")
     demo.set_defaults(func=_demo)
     return parser
 
@@ -274,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     """Keep the command's output to its own lines: no transformers "Loading weights" / "Writing model shards"
     bars, no hub download bars, no library deprecation warnings (their advice is for library authors)."""
+    # OpenMP threads that wait by spinning burn the cores other work needs (docs/guides/performance.md); read when
+    # torch is first imported, so it is set here, before any command imports it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

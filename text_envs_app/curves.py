@@ -24,7 +24,7 @@ def greedy_point(policy: Any, cfg: Any, examples: int, reference: Any = None,
     """(mean env reward, mean KL to ``reference`` in nats per text or None) of ``policy``'s greedy texts on the
     first ``examples`` of ``split`` of ``cfg``'s env."""
     from text_envs import evaluation
-    from text_envs_app.experiment import sequence_kl
+    from text_envs_app.evaluation import sequence_kl
 
     result = evaluation.evaluate(cfg.env, policy, split=split, n_examples=examples, deterministic=True,
                                  metrics=(), batch_size=min(32, examples), seed=0, env_kwargs=cfg.env_kwargs())
@@ -40,7 +40,7 @@ def sampled_point(policy: Any, cfg: Any, examples: int, reference: Any,
     of the first ``examples`` of ``split``, always drawn with seed 0 (the same draw for the same weights)."""
     import dataclasses
 
-    from text_envs_app.experiment import sampled_reward, sequence_kl
+    from text_envs_app.evaluation import sampled_reward, sequence_kl
 
     at = dataclasses.replace(cfg, eval_split=split, eval_examples=examples, seed=0)
     reward, generations = sampled_reward(policy, at)
@@ -171,11 +171,14 @@ class GreedyCurve:
 
 
 def plot_learning_curve(path: Path, title: str, curves: dict[str, list[tuple[int, float]]],
-                        episodes: list[tuple[int, float]] = (), reward_name: str = "reward") -> None:
+                        episodes: list[tuple[int, float]] = (), reward_name: str = "reward",
+                        optimum: dict[str, Any] | None = None) -> None:
     """``learning_curve.png``: left, the reward of the greedy texts (and of one sampled text per prompt) on the
     fixed validation prompts, and, lighter, the mean reward of the rollouts' episodes, against generated tokens;
     right, the KL to the start model along those texts (nats per text) against generated tokens.
-    ``curves``: :meth:`GreedyCurve.curves` (``greedy``, ``kl``, ``sampled``, ``sampled_kl``; any may be empty)."""
+    ``curves``: :meth:`GreedyCurve.curves` (``greedy``, ``kl``, ``sampled``, ``sampled_kl``; any may be empty).
+    ``optimum``: the start model's limit at the run's KL coefficient (``optimum_reward``, ``optimum_kl``, ``beta``:
+    :func:`text_envs_app.frontier.place_against_frontier`), drawn as a dashed line on each panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,6 +193,10 @@ def plot_learning_curve(path: Path, title: str, curves: dict[str, list[tuple[int
         if curves.get(name):
             x, y = zip(*curves[name])
             ax.plot(x, y, marker="o", color=color, label=label)
+    if optimum is not None:  # what the sampled texts' reward and KL would be at the regularised optimum
+        ax.axhline(optimum["optimum_reward"], color="tab:red", ls="--", lw=1,
+                   label=f"optimum at kl_coef {optimum['beta']:g} (test prompts)")
+        ax_kl.axhline(optimum["optimum_kl"], color="tab:red", ls="--", lw=1, label="the optimum's KL")
     ax.set_xlabel("generated tokens (env steps)")
     ax.set_ylabel(reward_name)
     ax.set_title(title)
@@ -203,7 +210,7 @@ def plot_learning_curve(path: Path, title: str, curves: dict[str, list[tuple[int
     ax_kl.set_xlabel("generated tokens (env steps)")
     ax_kl.set_ylabel("KL to the start model (nats/text)")
     ax_kl.set_title("KL to the start model")
-    if any(curves.get(k) for k in ("kl", "sampled_kl")):
+    if any(curves.get(k) for k in ("kl", "sampled_kl")) or optimum is not None:
         ax_kl.legend(fontsize=8)
     ax_kl.grid(alpha=0.3)
     fig.tight_layout()

@@ -3,10 +3,10 @@
 The same env by id, the same model, reward, KL penalty and per-prompt baseline as the SB3 run (they are built by
 :func:`rllib_ext.algorithm_config`), and the same output folder:
 
-``config.json``             the run's :class:`~text_envs_app.experiment.TrainConfig` (``engine: "rllib"``)
+``config.json``             the run's :class:`~text_envs_app.config.TrainConfig` (``engine: "rllib"``)
 ``hf/``                     the trained LM in Hugging Face format (:func:`rllib_ext.save_pretrained`)
 ``results.md``/``.json``    the start-vs-trained table: greedy decoding of both models on the test split, scored by
-                            the same :func:`~text_envs_app.experiment.evaluate_policy_on_split` as SB3 runs
+                            the same :func:`~text_envs_app.evaluation.evaluate_policy_on_split` as SB3 runs
                             (metrics, reward, KL to the start model, the start model's perplexity)
 ``samples.md``              prompts with the start model's and the trained model's texts
 ``learning_curve.png``      as the SB3 runs': the reward of greedy and sampled texts on fixed validation prompts
@@ -72,7 +72,7 @@ def require_rllib() -> None:
 
 
 def rllib_config(cfg: Any) -> Any:
-    """The RLlib ``AlgorithmConfig`` of a :class:`~text_envs_app.experiment.TrainConfig`: the env, model, KL
+    """The RLlib ``AlgorithmConfig`` of a :class:`~text_envs_app.config.TrainConfig`: the env, model, KL
     penalty, baseline and sampling settings through :func:`rllib_ext.algorithm_config`, then the optimisation
     settings the SB3 run takes from the same fields.
 
@@ -358,36 +358,45 @@ def _hf_policy(model: str, cfg: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- the run
 def train_rllib(cfg: Any, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run one training job on RLlib end to end (``text-envs train --engine rllib``); returns the before/after
-    tables, like :func:`text_envs_app.experiment.train`, or ``{"interrupted": True, ...}`` after Ctrl-C/SIGTERM.
+    tables, like :func:`text_envs_app.train.train`, or ``{"interrupted": True, ...}`` after Ctrl-C/SIGTERM.
 
-    :param cfg: a :class:`~text_envs_app.experiment.TrainConfig` with ``engine="rllib"`` and ``algo`` in
+    :param cfg: a :class:`~text_envs_app.config.TrainConfig` with ``engine="rllib"`` and ``algo`` in
         ``ppo``, ``impala``, ``appo``.
     """
     from text_envs_app.checkpoint import interrupt_guard
+    from text_envs_app.config import TrainConfig
     from text_envs_app.curves import plot_learning_curve
-    from text_envs_app.experiment import (N_SAMPLES, TrainConfig, _empty_folder, _has_progress_bar, _prepare_out,
-                                          describe_data, eval_count, evaluate_policy_on_split, format_table,
-                                          start_model_ppl, write_samples)
+    from text_envs_app.evaluation import (
+        N_SAMPLES,
+        check_eval_split,
+        describe_data,
+        eval_count,
+        evaluate_policy_on_split,
+        format_table,
+        start_model_ppl,
+        write_samples,
+    )
+    from text_envs_app.progress import has_progress_bar
+    from text_envs_app.run_folder import RunFolder
 
     cfg.validate()
+    check_eval_split(cfg)
     require_rllib()
-    existed = Path(cfg.out).exists()
-    out = _prepare_out(cfg)
-    hint = f"text-envs train --out {cfg.out} --resume"
+    folder = RunFolder(cfg.out)
+    out = folder.prepare(cfg)
+    hint = folder.resume_hint
     store = RllibCheckpoints(out / "checkpoints", resume_hint=hint)
-    state_path = out / "state.json"
+    state_path = folder.state_path
     if cfg.resume:
-        saved = json.loads((out / "config.json").read_text())
+        saved = folder.saved_config()
         cfg = TrainConfig(**{**saved, "resume": True, "out": cfg.out})
         if not (state_path.is_file() and store.files()):  # stopped before its first checkpoint: nothing to keep
-            log(f"--resume: {out} has no checkpoint yet (the run stopped before training began): starting it over "
-                "with its saved settings")
-            _empty_folder(out, remove=False)
+            folder.start_over(log)
             cfg = dataclasses.replace(cfg, resume=False)
 
-    import rllib_ext
     import torch as th
 
+    import rllib_ext
     from lm_core.backends import load_model
 
     th.manual_seed(cfg.seed)
@@ -410,7 +419,9 @@ def train_rllib(cfg: Any, log: Callable[[str], Any] = print) -> dict[str, Any]:
                     log(f"resuming from {store.files()[0][1]} at {tokens:,} of {cfg.steps:,} tokens (iteration "
                         f"{algo.iteration})")
                 else:
-                    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+                    from text_envs_app.algorithms import recorded_config
+
+                    (out / "config.json").write_text(json.dumps(recorded_config(cfg), indent=1))  # values it runs
                     describe_data(cfg, log, out)
                     algo = _build(cfg)
                     if cfg.model is None:  # the start weights have no path of their own (e.g. a fresh tiny model)
@@ -418,7 +429,7 @@ def train_rllib(cfg: Any, log: Callable[[str], Any] = print) -> dict[str, Any]:
                     start = str(start_dir) if cfg.model is None else cfg.model
                     log(f"evaluating the starting model on {eval_count(cfg):,} {cfg.eval_split} examples ...")
                     before, start_generations = evaluate_policy_on_split(_hf_policy(start, cfg), cfg,
-                                                                         progress=_has_progress_bar())
+                                                                         progress=has_progress_bar())
                     before["kl"] = 0.0  # the start model to itself, along its texts of either decoding
                     before.update({f"{d}_kl": 0.0 for d in ("greedy", "sampled") if f"{d}_reward" in before})
                     before["start_ppl"] = start_model_ppl(load_model(start), cfg, start_generations)
@@ -429,13 +440,8 @@ def train_rllib(cfg: Any, log: Callable[[str], Any] = print) -> dict[str, Any]:
                     tokens, ckpt_state = 0, {}
                     store.save(algo, 0, {"train_seconds": 0.0, "iteration": 0})
             except KeyboardInterrupt:
-                if cfg.resume:
-                    log(f"\n{received['signal'] or 'SIGINT'}: stopped while resuming; the checkpoints are unchanged; "
-                        f"continue with: {hint}")
-                else:
-                    _empty_folder(out, remove=not existed)
-                    log(f"\n{received['signal'] or 'SIGINT'}: stopped before training began: nothing saved "
-                        f"({'removed' if not existed else 'emptied'} {out}); run the same command to start again")
+                stopped_by = received["signal"] or "SIGINT"
+                log(folder.stopped_while_resuming(stopped_by) if cfg.resume else folder.abandon(stopped_by))
                 return {"interrupted": True, "signal": received["signal"] or "SIGINT", "out": str(out)}
 
         start_lm_path = state.get("start", str(start_dir) if cfg.model is None else cfg.model)
@@ -452,13 +458,10 @@ def train_rllib(cfg: Any, log: Callable[[str], Any] = print) -> dict[str, Any]:
                 try:
                     rllib_ext.save_pretrained(algo, out / "hf")
                 except OSError as e:
-                    raise TextEnvsError(
-                        f"could not write {out / 'hf'} ({'the disk is full' if e.errno == errno.ENOSPC else e}): "
-                        f"training is complete and saved in {store.files()[0][1]}; free space, then run {hint} to "
-                        "evaluate it and write the results") from e
+                    raise folder.write_failed(e, out / "hf", store.files()[0][1]) from e
                 after, generations = evaluate_policy_on_split(_hf_policy(str(out / "hf"), cfg), cfg,
                                                               reference=load_model(start_lm_path),
-                                                              progress=_has_progress_bar())
+                                                              progress=has_progress_bar())
                 table = format_table({"start": before, f"{cfg.algo} (rllib)": after})
                 log(table)
                 summary = {"before": before, "after": after, "train_seconds": train_seconds, "tokens": tokens,
@@ -473,13 +476,9 @@ def train_rllib(cfg: Any, log: Callable[[str], Any] = print) -> dict[str, Any]:
                     (out / "results.md").write_text(table + "\n")
                     (out / "results.json").write_text(json.dumps(summary, indent=1))  # last: marks the run finished
                 except OSError as e:
-                    raise TextEnvsError(
-                        f"could not write the results in {out} ({'the disk is full' if e.errno == errno.ENOSPC else e}"
-                        f"): training is complete and saved in {store.files()[0][1]}; free space, then run {hint} to "
-                        "evaluate it and write them") from e
+                    raise folder.write_failed(e, f"the results in {out}", store.files()[0][1]) from e
             except KeyboardInterrupt:
-                log(f"\n{received['signal'] or 'SIGINT'} during the final evaluation: training is complete and saved "
-                    f"in {store.files()[0][1]}; run {hint} to evaluate it and write the results")
+                log(folder.stopped_in_final_evaluation(received["signal"] or "SIGINT", store.files()[0][1]))
                 return {"interrupted": True, "signal": received["signal"] or "SIGINT", "out": str(out),
                         "tokens": tokens}
         store.remove_all()  # the run is finished: its resume state is no longer needed
@@ -502,11 +501,11 @@ def _train_loop(algo: Any, cfg: Any, store: RllibCheckpoints, out: Path, tokens:
     iteration in progress, saves, and returns ``{"interrupted": True, ...}``."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from text_envs_app.experiment import _has_progress_bar
+    from text_envs_app.progress import has_progress_bar
 
     writer = SummaryWriter(str(out / "tb"))
     bar = None
-    if _has_progress_bar():
+    if has_progress_bar():
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=min(tokens, cfg.steps), smoothing=0, unit=" tokens", dynamic_ncols=True,

@@ -38,114 +38,25 @@ postpositions, nouns take the plural suffix ``-ri``, verbs the past suffix ``-ko
 from __future__ import annotations
 
 import hashlib
-import operator
-import random
 import string
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
-from text_envs.errors import TextEnvsError, unknown_name
+from text_envs.data.drawing import DIFFICULTIES, SPLIT_SIZES, Draw, GeneratorIndexError, check_row, upper_first
 
 __all__ = [
     "SPLIT_SIZES",
     "DIFFICULTIES",
     "TRANSLATION_LANGS",
     "SYN_LEXICON",
+    "NAME_POOLS",
     "GeneratorIndexError",
     "summarization_row",
     "dialogue_row",
     "translation_row",
 ]
 
-SPLIT_SIZES: dict[str, int] = {"train": 50_000, "validation": 1_000, "test": 1_000}
-"""Number of rows of each split (every split is indexable by ``range(SPLIT_SIZES[split])``)."""
-DIFFICULTIES = (1, 2, 3)
 TRANSLATION_LANGS = ("en", "syn")
-
-_NUM_BUCKETS = 20
-_SPLIT_BUCKETS: dict[str, tuple[int, ...]] = {
-    "train": tuple(range(18)),
-    "validation": (18,),
-    "test": (19,),
-}
-_KEY_MOD = (1 << 61) - 1  # a Mersenne prime: the rolling key of the facts stays a small int
-
-
-class GeneratorIndexError(TextEnvsError, IndexError):
-    """A row index outside ``range(SPLIT_SIZES[split])``."""
-
-
-def _check(split: str, index: int, difficulty: int) -> int:
-    """Validate the arguments shared by the three row functions; return ``index`` as an ``int``."""
-    if split not in SPLIT_SIZES:
-        raise unknown_name("split", split, SPLIT_SIZES)
-    try:
-        index = operator.index(index)
-    except TypeError:
-        raise TypeError(f"expected an integer row index, got {type(index).__name__} {index!r}") from None
-    size = SPLIT_SIZES[split]
-    if not 0 <= index < size:
-        raise GeneratorIndexError(
-            f"row index {index} is out of range for split {split!r}: expected 0 <= index < {size}."
-        )
-    if difficulty not in DIFFICULTIES:
-        raise TextEnvsError(f"expected difficulty 1, 2 or 3, got {difficulty!r}.")
-    return index
-
-
-class _Draw:
-    """Random choices for one row; ``fact`` choices fold into the split key, ``pivot`` closes it."""
-
-    __slots__ = ("rnd", "key", "buckets")
-
-    def __init__(self, task: str, split: str, index: int, difficulty: int) -> None:
-        self.rnd = random.Random(f"{task}/{split}/{difficulty}/{index}").random
-        self.key = 0
-        self.buckets = _SPLIT_BUCKETS[split]
-
-    def free(self, pool: Sequence):
-        """A choice that does not identify the row (it is not in the split key)."""
-        return pool[int(self.rnd() * len(pool))]
-
-    def int(self, n: int) -> int:
-        """A free integer in ``range(n)``."""
-        return int(self.rnd() * n)
-
-    def fact_i(self, n: int) -> int:
-        """A key choice in ``range(n)``: the row's text must spell it out."""
-        i = int(self.rnd() * n)
-        self.key = (self.key * 1_000_003 + i + 1) % _KEY_MOD
-        return i
-
-    def flag(self, p: float) -> bool:
-        """A key yes/no choice, true with probability ``p`` (only the outcome enters the key)."""
-        b = self.rnd() < p
-        self.key = (self.key * 1_000_003 + 1 + b) % _KEY_MOD
-        return b
-
-    def fact(self, pool: Sequence):
-        """A key choice from ``pool``."""
-        return pool[self.fact_i(len(pool))]
-
-    def pivot_i(self, n: int) -> int:
-        """The last key choice, in ``range(n)`` (``n >= 20``): puts the row's key facts in the split's bucket."""
-        assert n >= _NUM_BUCKETS, f"a pivot pool needs >= {_NUM_BUCKETS} values, got {n}"
-        bucket = self.buckets[int(self.rnd() * len(self.buckets))]
-        r = (bucket - self.key) % _NUM_BUCKETS
-        return r + _NUM_BUCKETS * int(self.rnd() * ((n - 1 - r) // _NUM_BUCKETS + 1))
-
-    def pivot(self, pool: Sequence):
-        return pool[self.pivot_i(len(pool))]
-
-    def shuffle(self, items: list) -> None:
-        rnd = self.rnd
-        for i in range(len(items) - 1, 0, -1):
-            j = int(rnd() * (i + 1))
-            items[i], items[j] = items[j], items[i]
-
-
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,11 +106,11 @@ TIMES = tuple(f"{h if h <= 12 else h - 12}{':30' if half else ''} {'am' if h < 1
 COLOURS = ("red", "blue", "green", "black", "white", "grey", "brown", "yellow", "pink", "navy")
 
 
-def _person(d: _Draw) -> str:
+def _person(d: Draw) -> str:
     return f"{d.free(FIRST_NAMES)} {d.free(SURNAMES)}"
 
 
-def _other(d: _Draw, pool: Sequence[str], avoid: str) -> str:
+def _other(d: Draw, pool: Sequence[str], avoid: str) -> str:
     x = d.free(pool)
     return x if x != avoid else pool[(pool.index(x) + 1) % len(pool)]
 
@@ -471,7 +382,7 @@ _EVENTS: tuple[dict, ...] = (
     ),
 )
 
-_DISTRACTOR_FIELDS: dict[str, Callable[[_Draw, str], object]] = {
+_DISTRACTOR_FIELDS: dict[str, Callable[[Draw, str], object]] = {
     "town2": lambda d, town: _other(d, TOWNS, town),
     "day2": lambda d, town: d.free(DAYS),
     "month": lambda d, town: d.free(MONTHS),
@@ -537,8 +448,8 @@ def summarization_row(split: str, index: int, difficulty: int = 1) -> dict:
         words, fully shuffled); summaries have 11-17 words at every difficulty.
     :return: ``{"document": str, "summary": str}``.
     """
-    index = _check(split, index, difficulty)
-    d = _Draw("summarization", split, index, difficulty)
+    index = check_row(split, index, difficulty)
+    d = Draw("summarization", split, index, difficulty)
     ev = d.fact(_EVENTS)
     slots = {name: d.fact(pool) for name, pool in ev["slots"].items()}
     town = slots["town"] = d.fact(TOWNS)
@@ -572,8 +483,8 @@ def summarization_row(split: str, index: int, difficulty: int = 1) -> dict:
     else:
         sentences = key + details + distractors
         d.shuffle(sentences)
-    document = " ".join(_cap(s) for s in sentences)
-    return {"document": document, "summary": _cap(ev["summary"].format(**slots))}
+    document = " ".join(upper_first(s) for s in sentences)
+    return {"document": document, "summary": upper_first(ev["summary"].format(**slots))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -622,7 +533,16 @@ _SMALL_TALK = (("It's very busy in here today.", "Yes, it always is at this time
                ("I hope I'm not calling too late.", "Not at all, we're open until six."))
 
 
-def _dlg_restaurant(d: _Draw, level: int) -> tuple[list[str], str]:
+#: The proper names the summaries and dialogues draw from, by kind (:func:`text_envs.rewards.facts.gazetteer`
+#: reads them to tell a name from a capitalised common word).
+NAME_POOLS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "towns": TOWNS, "first_names": FIRST_NAMES, "surnames": SURNAMES, "days": DAYS, "months": MONTHS,
+    "companies": COMPANIES, "bus_companies": _BUS_COMPANIES, "energy_companies": _ENERGY, "schools": _SCHOOLS,
+    "bridges": _BRIDGES, "restaurants": _RESTAURANTS, "hotels": _HOTELS, "films": _FILMS,
+})
+
+
+def _dlg_restaurant(d: Draw, level: int) -> tuple[list[str], str]:
     rest = d.fact(_RESTAURANTS)
     party = d.fact(range(2, 9))
     day = d.fact(DAYS)
@@ -648,7 +568,7 @@ def _dlg_restaurant(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_hotel(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_hotel(d: Draw, level: int) -> tuple[list[str], str]:
     hotel = d.fact(_HOTELS)
     room = d.fact(_ROOMS)
     nights = d.fact(range(2, 8))
@@ -666,7 +586,7 @@ def _dlg_hotel(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_train(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_train(d: Draw, level: int) -> tuple[list[str], str]:
     time = d.fact(TIMES)
     platform = d.fact(range(1, 10))
     is_return = d.flag(1 / 2)
@@ -689,7 +609,7 @@ def _dlg_train(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_appointment(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_appointment(d: Draw, level: int) -> tuple[list[str], str]:
     dept = d.fact(_DEPARTMENTS)
     day = d.fact(DAYS)
     time = d.fact(TIMES)
@@ -714,7 +634,7 @@ def _dlg_appointment(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_shop(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_shop(d: Draw, level: int) -> tuple[list[str], str]:
     item = d.fact(_SHOP_ITEMS)
     colour = d.fact(COLOURS)
     price = d.pivot(range(10, 100))
@@ -730,7 +650,7 @@ def _dlg_shop(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_weather(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_weather(d: Draw, level: int) -> tuple[list[str], str]:
     day = d.fact(DAYS)
     cond, wet = d.fact(_WEATHER)
     temp = d.fact(range(4, 29))
@@ -748,7 +668,7 @@ def _dlg_weather(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_directions(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_directions(d: Draw, level: int) -> tuple[list[str], str]:
     minutes = d.fact(range(2, 11))
     side = d.fact(("left", "right"))
     marker = d.fact(_MARKERS)
@@ -762,7 +682,7 @@ def _dlg_directions(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_cinema(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_cinema(d: Draw, level: int) -> tuple[list[str], str]:
     seats = d.fact(range(1, 7))
     time = d.fact(TIMES)
     film = d.pivot(_FILMS)
@@ -780,7 +700,7 @@ def _dlg_cinema(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_lost(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_lost(d: Draw, level: int) -> tuple[list[str], str]:
     where = d.fact(_LOST_PLACES)
     colour = d.fact(COLOURS)
     item = d.fact(_LOST_ITEMS)
@@ -793,7 +713,7 @@ def _dlg_lost(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_car(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_car(d: Draw, level: int) -> tuple[list[str], str]:
     car = d.fact(_CARS)
     days = d.fact(range(2, 15))
     month = d.fact(MONTHS)
@@ -806,7 +726,7 @@ def _dlg_car(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_haircut(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_haircut(d: Draw, level: int) -> tuple[list[str], str]:
     day = d.fact(DAYS)
     time = d.fact(TIMES)
     stylist = d.pivot(FIRST_NAMES)
@@ -822,7 +742,7 @@ def _dlg_haircut(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_delivery(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_delivery(d: Draw, level: int) -> tuple[list[str], str]:
     item = d.fact(_SHOP_ITEMS)
     day = d.fact(DAYS)
     order = 10_000 + d.pivot_i(90_000)
@@ -834,7 +754,7 @@ def _dlg_delivery(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-def _dlg_gym(d: _Draw, level: int) -> tuple[list[str], str]:
+def _dlg_gym(d: Draw, level: int) -> tuple[list[str], str]:
     day = d.fact(DAYS)
     cls = d.fact(_CLASSES)
     time = d.pivot(TIMES)
@@ -853,7 +773,7 @@ def _dlg_gym(d: _Draw, level: int) -> tuple[list[str], str]:
     return turns, reply
 
 
-_SCENARIOS: tuple[Callable[[_Draw, int], tuple[list[str], str]], ...] = (
+_SCENARIOS: tuple[Callable[[Draw, int], tuple[list[str], str]], ...] = (
     _dlg_restaurant, _dlg_hotel, _dlg_train, _dlg_appointment, _dlg_shop, _dlg_weather, _dlg_directions,
     _dlg_cinema, _dlg_lost, _dlg_car, _dlg_haircut, _dlg_delivery, _dlg_gym,
 )
@@ -874,8 +794,8 @@ def dialogue_row(split: str, index: int, difficulty: int = 1) -> dict:
         (8-14 turns, also small talk and changes of mind the reply must follow).
     :return: ``{"dialog": list[str]}`` with at least 3 turns.
     """
-    index = _check(split, index, difficulty)
-    d = _Draw("dialogue", split, index, difficulty)
+    index = check_row(split, index, difficulty)
+    d = Draw("dialogue", split, index, difficulty)
     scenario = d.fact(_SCENARIOS)
     turns, reply = scenario(d, difficulty)
     if difficulty >= 2:
@@ -983,7 +903,7 @@ SYN_LEXICON: Mapping[str, str] = MappingProxyType(_build_lexicon())
 _SYN_A = SYN_LEXICON["a"]
 
 
-def _np(d: _Draw, pool: Sequence[tuple[str, str]], n_adj: int, subject_pivot: bool) -> tuple[list, list, bool]:
+def _np(d: Draw, pool: Sequence[tuple[str, str]], n_adj: int, subject_pivot: bool) -> tuple[list, list, bool]:
     """A noun phrase as (English words, syn words, plural?)."""
     plural = d.flag(1 / 2)
     numeral = plural and d.flag(1 / 3)  # a digit instead of a determiner
@@ -1002,7 +922,7 @@ def _np(d: _Draw, pool: Sequence[tuple[str, str]], n_adj: int, subject_pivot: bo
     return en, syn, plural
 
 
-def _clause(d: _Draw, level: int, pivot: bool) -> tuple[list[str], list[str]]:
+def _clause(d: Draw, level: int, pivot: bool) -> tuple[list[str], list[str]]:
     """One clause: English (subject verb object place time) and syn (subject time object place verb)."""
     max_adj = (0, 1, 2)[level - 1]
     kind = d.fact_i(3)  # 0: thing object, 1: being object, 2: intransitive
@@ -1050,8 +970,8 @@ def translation_row(split: str, index: int, difficulty: int = 1) -> dict:
         words) or 3 (two clauses, more adjectives; about 18 words).
     :return: ``{"translation": {"en": str, "syn": str}}``.
     """
-    index = _check(split, index, difficulty)
-    d = _Draw("translation", split, index, difficulty)
+    index = check_row(split, index, difficulty)
+    d = Draw("translation", split, index, difficulty)
     if difficulty == 3:
         conj = d.fact(_CONJS)
         en2, syn2 = _clause(d, difficulty, pivot=False)
@@ -1060,4 +980,4 @@ def translation_row(split: str, index: int, difficulty: int = 1) -> dict:
         syn = syn1 + [SYN_LEXICON[conj]] + syn2
     else:
         en, syn = _clause(d, difficulty, pivot=True)
-    return {"translation": {"en": _cap(" ".join(en)) + ".", "syn": _cap(" ".join(syn)) + "."}}
+    return {"translation": {"en": upper_first(" ".join(en)) + ".", "syn": upper_first(" ".join(syn)) + "."}}

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from text_envs.data.generators import DAYS, SPLIT_SIZES, TOWNS, _cap, _check, _Draw
+from text_envs.data.drawing import SPLIT_SIZES, Draw, check_row, upper_first
+from text_envs.data.generators import DAYS, TOWNS
 
-__all__ = ["REVIEW_DOMAINS", "SPLIT_SIZES", "review_row"]
+__all__ = ["REVIEW_DOMAINS", "SPLIT_SIZES", "review_row", "review_grammar"]
 
 REVIEW_DOMAINS = ("film", "restaurant", "product")
 
@@ -122,10 +123,11 @@ _DETAILS = {
 _NAMES = {"film": _FILMS, "restaurant": _RESTAURANTS, "product": _PRODUCTS}
 
 
-def _aspect_sentence(d: _Draw, aspect: tuple[str, str], adjectives: Sequence[str]) -> str:
+def _aspect_sentence(d: Draw, aspect: tuple[str, str], adjectives: Sequence[str]) -> str:
     subject, be = aspect
     form = d.free(_ASPECT_FORMS)
-    return _cap(form.format(Aspect=_cap(subject), aspect=subject, be=be, adv=d.free(_ADVERBS), adj=d.free(adjectives)))
+    return upper_first(form.format(Aspect=upper_first(subject), aspect=subject, be=be, adv=d.free(_ADVERBS),
+                                   adj=d.free(adjectives)))
 
 
 def review_row(split: str, index: int, difficulty: int = 1) -> dict:
@@ -145,8 +147,8 @@ def review_row(split: str, index: int, difficulty: int = 1) -> dict:
     difficulty 3 the contrast sentence can tip a rare review the other way for a lexicon (1 of the first
     1000 train rows), as real mixed reviews do.
     """
-    index = _check(split, index, difficulty)
-    d = _Draw("review", split, index, difficulty)
+    index = check_row(split, index, difficulty)
+    d = Draw("review", split, index, difficulty)
     domain = d.fact(REVIEW_DOMAINS)
     name = d.fact(_NAMES[domain])
     companion = d.fact(_COMPANIONS)
@@ -154,7 +156,7 @@ def review_row(split: str, index: int, difficulty: int = 1) -> dict:
     opening = d.fact(_OPENINGS[domain])
     town = d.pivot(TOWNS)
     fields = dict(name=name, companion=companion, day=day, town=town, product=name)
-    prompt_sentences = [_cap(opening.format(**fields))]
+    prompt_sentences = [upper_first(opening.format(**fields))]
     if difficulty >= 2:
         prompt_sentences.append(d.free(_DETAILS[domain]))
 
@@ -165,11 +167,24 @@ def review_row(split: str, index: int, difficulty: int = 1) -> dict:
     sentences = [_aspect_sentence(d, aspects[0], adjectives)]
     if difficulty >= 2:
         second = d.free(_EXTRA[(domain, label)]).format(**fields)
-        sentences.append(_cap(second))
+        sentences.append(upper_first(second))
     if difficulty == 3:
         subject, be = aspects[1]
-        sentences.append(_CONTRAST[label].format(Aspect=_cap(subject), be=be, adj=d.free(opposite)))
-    sentences.append(_cap(d.free(_VERDICT[(domain, label)]).format(**fields)))
+        sentences.append(_CONTRAST[label].format(Aspect=upper_first(subject), be=be, adj=d.free(opposite)))
+    sentences.append(upper_first(d.free(_VERDICT[(domain, label)]).format(**fields)))
     prompt, continuation = " ".join(prompt_sentences), " ".join(sentences)
     return {"text": f"{prompt} {continuation}", "prompt": prompt, "continuation": continuation, "label": label,
             "domain": domain}
+
+
+def review_grammar() -> dict:
+    """The generator's pools and sentence forms, as :func:`review_row` uses them (read them, do not change them):
+    :mod:`text_envs.validity` checks with them that a text is one the generator could write for a prompt.
+
+    :return: ``{"domains", "names", "companions", "days", "towns", "openings", "details", "aspects", "adjectives"
+        ({1: positive, 0: negative}), "adverbs", "aspect_forms", "extra", "contrast", "verdict"}``.
+    """
+    return {"domains": REVIEW_DOMAINS, "names": _NAMES, "companions": _COMPANIONS, "days": DAYS, "towns": TOWNS,
+            "openings": _OPENINGS, "details": _DETAILS, "aspects": _ASPECTS, "adjectives": {1: _POS_ADJ, 0: _NEG_ADJ},
+            "adverbs": _ADVERBS, "aspect_forms": _ASPECT_FORMS, "extra": _EXTRA, "contrast": _CONTRAST,
+            "verdict": _VERDICT}

@@ -387,7 +387,8 @@ def _load_split_file(spec: SplitFile, split: str) -> tuple[Any, str]:
         raise unknown_name("split", split, SPLITS)
     rows = _load_local(Path(spec.path).expanduser(), None)
     positions = spec.assignment(len(rows))
-    return rows.select(positions[split]), f"file {spec.path!r} ({split}: {len(positions[split])} of {len(rows)} rows, seeded split)"
+    described = f"file {spec.path!r} ({split}: {len(positions[split])} of {len(rows)} rows, seeded split)"
+    return rows.select(positions[split]), described
 
 
 def _load_hub(name: str, spec: HubDatasetSpec, config: str | None, split: str) -> Any:

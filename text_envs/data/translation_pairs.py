@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from text_envs.data.generators import _NUM_BUCKETS, _check, _Draw
+from text_envs.data.drawing import NUM_BUCKETS, Draw, check_row, upper_first
 
 __all__ = ["PAIR_LANGS", "LANGUAGE_PAIRS", "translation_pair_row", "lexicon_texts"]
 
@@ -482,7 +482,7 @@ _OBJECT_POOLS = {v: _object_pool(v) for v in _VERBS if v.objects}
 _SUBJECT_POOLS = {v: _subject_pool(v) for v in _VERBS}
 
 
-def _draw_np(d: _Draw, pool: Sequence, level: int, subject: bool = False) -> _NP:
+def _draw_np(d: Draw, pool: Sequence, level: int, subject: bool = False) -> _NP:
     head = d.fact(pool)
     if isinstance(head, _Name):
         return _NP(head)
@@ -502,7 +502,7 @@ def _draw_np(d: _Draw, pool: Sequence, level: int, subject: bool = False) -> _NP
     return _NP(head, det, number, adj)
 
 
-def _draw_clause(d: _Draw, level: int) -> _Clause:
+def _draw_clause(d: Draw, level: int) -> _Clause:
     verb = d.fact(_VERBS)
     tense = d.fact_i(3)
     if tense == 0:
@@ -519,7 +519,7 @@ def _draw_clause(d: _Draw, level: int) -> _Clause:
     return _Clause(subject, verb, tense, obj, time, place)
 
 
-def _draw_row(d: _Draw, level: int) -> list:
+def _draw_row(d: Draw, level: int) -> list:
     """The row's facts, redrawn until their key lands in the split's buckets (about 1.1 draws for train,
     20 for validation and test: tens of microseconds each)."""
     for _ in range(100_000):
@@ -530,7 +530,7 @@ def _draw_row(d: _Draw, level: int) -> list:
             clauses.append(_draw_clause(d, level))
         if any(c.obj is not None and c.obj.head is c.subject.head for c in clauses if isinstance(c, _Clause)):
             continue  # "Marie saw Marie": redraw
-        if d.key % _NUM_BUCKETS in d.buckets:
+        if d.key % NUM_BUCKETS in d.buckets:
             return clauses
     raise RuntimeError("no draw of facts landed in the split's buckets")  # pragma: no cover - p < 1e-2000
 
@@ -683,10 +683,6 @@ def _zh_clause(c: _Clause) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
 def _render(clauses: list) -> dict[str, str]:
     """The sentence of each language for one row's facts (one clause, or clause, conjunction, clause)."""
     en, fr, zh = _en_clause(clauses[0]), _fr_clause(clauses[0]), _zh_clause(clauses[0])
@@ -700,7 +696,7 @@ def _render(clauses: list) -> dict[str, str]:
             fr += f"{fr_c} {fr2}"
         en += f"{en_c} {_en_clause(second)}"
         zh += zh_c + _zh_clause(second)
-    return {"en": _cap(en) + ".", "fr": _cap(fr) + ".", "zh": zh + "。"}
+    return {"en": upper_first(en) + ".", "fr": upper_first(fr) + ".", "zh": zh + "。"}
 
 
 def translation_pair_row(split: str, index: int, difficulty: int = 1) -> dict:
@@ -714,8 +710,8 @@ def translation_pair_row(split: str, index: int, difficulty: int = 1) -> dict:
         and a conjunction: about 16 words, 30 characters, at most 48).
     :return: ``{"translation": {"en": str, "fr": str, "zh": str}}``, the same meaning in each language.
     """
-    index = _check(split, index, difficulty)
-    d = _Draw("translation-enfrzh", split, index, difficulty)
+    index = check_row(split, index, difficulty)
+    d = Draw("translation-enfrzh", split, index, difficulty)
     return {"translation": _render(_draw_row(d, difficulty))}
 
 

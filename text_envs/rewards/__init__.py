@@ -19,6 +19,8 @@ Registered names (``list_rewards()``):
 ``repetition-penalty``    ``-`` fraction of repeated n-grams (<= 0)
 ``sentiment``             VADER's positive sentiment of the prediction, ``(compound + 1) / 2`` in [0, 1]
                           (``target="negative"`` for the opposite); no model
+``sentiment-judge``       AFINN's sentiment, ``(1 + tanh(score / 5)) / 2``: a second lexicon, independent of VADER
+                          and of the review generator (``rewards/judge.py``); no model
 ``sentiment-classifier``  the shipped tiny sentiment classifier (``text_envs/assets/sentiment``; a ``learned``
                           reward: the probability of ``"positive"``); loads torch
 ``fact-precision``        share of the prediction's numbers and names that its prompt (the document) contains;
@@ -86,6 +88,7 @@ __all__ = [
     "MissingEOSPenalty",
     "SentimentReward",
     "SENTIMENT_CLASSIFIER_DIR",
+    "SentimentJudge",
     "FactPrecisionReward",
     "fact_precision",
     "extract_facts",
@@ -117,6 +120,12 @@ def _learned(**options: Any) -> Reward:
     return LearnedReward(**options)
 
 
+def _sentiment_judge(**options: Any) -> Reward:
+    from text_envs.rewards.judge import SentimentJudge
+
+    return SentimentJudge(**options)
+
+
 def _sentiment_classifier(**options: Any) -> Reward:
     from text_envs.rewards.learned import LearnedReward
 
@@ -137,9 +146,11 @@ register_reward("length-penalty", LengthPenalty)
 register_reward("repetition-penalty", RepetitionPenalty)
 register_reward("sentiment", SentimentReward)
 register_reward("sentiment-classifier", _sentiment_classifier)
+register_reward("sentiment-judge", _sentiment_judge)
 register_reward("fact-precision", FactPrecisionReward)
 
 _LAZY = {
+    "SentimentJudge": "text_envs.rewards.judge",
     "SemanticSimilarityReward": "text_envs.rewards.semantic",
     "LearnedReward": "text_envs.rewards.learned",
     "BatchedRewardWrapper": "text_envs.rewards.batched",

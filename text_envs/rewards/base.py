@@ -285,7 +285,8 @@ class CallableReward(Reward):
             if len(predictions) > 1:
                 for i in range(len(predictions)):
                     try:
-                        self._call(predictions[i : i + 1], references[i : i + 1], None if prompts is None else prompts[i : i + 1])
+                        one_prompt = None if prompts is None else prompts[i : i + 1]
+                        self._call(predictions[i : i + 1], references[i : i + 1], one_prompt)
                     except Exception:
                         bad = i
                         break

@@ -177,11 +177,11 @@ def gazetteer() -> frozenset[str]:
     """Lower-cased capitalised words of the embedded data's names, places, days and months."""
     global _GAZETTEER
     if _GAZETTEER is None:
-        from text_envs.data import generators as g
-        from text_envs.data import reviews as r
+        from text_envs.data.generators import NAME_POOLS
+        from text_envs.data.reviews import review_grammar
 
-        pools = [g.TOWNS, g.FIRST_NAMES, g.SURNAMES, g.DAYS, g.MONTHS, g.COMPANIES, g._BUS_COMPANIES, g._ENERGY,
-                 g._SCHOOLS, g._BRIDGES, g._RESTAURANTS, g._HOTELS, g._FILMS, r._FILMS, r._RESTAURANTS]
+        review_names = review_grammar()["names"]
+        pools = [*NAME_POOLS.values(), review_names["film"], review_names["restaurant"]]
         words = set()
         for pool in pools:
             for item in pool:

@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 CJK_LANGUAGES = frozenset({"zh", "ja", "ko", "zh-cn", "zh-tw", "yue"})
-_CJK_CHARS = "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_CHARS = ("\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf"
+              "\u4e00-\u9fff\uf900-\ufaff")
 _CJK_RE = re.compile(f"[{_CJK_CHARS}]")
 _WORD_RE = re.compile(r"[^\W_]+")
 _SENT_RE = re.compile(r"(?<=[.!?。！？])\s*")

@@ -260,6 +260,8 @@ class RunningRewardNormalizer:
             r = r - self.mean
         return np.clip(r / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
 
-    def __call__(self, rewards: Sequence[float] | np.ndarray, dones: Sequence[bool] | np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, rewards: Sequence[float] | np.ndarray, dones: Sequence[bool] | np.ndarray | None = None
+    ) -> np.ndarray:
         self.update(rewards, dones)
         return self.normalize(rewards)

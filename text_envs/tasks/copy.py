@@ -108,6 +108,19 @@ class TextCopyEnv(TextGenerationEnv):
         self._target = self._targets[0]
         self._correct = 0
 
+    @property
+    def targets(self) -> np.ndarray:
+        """``(num_examples, length + 1)`` int64: each example's target ids, then EOS (read-only view)."""
+        view = self._targets.view()
+        view.flags.writeable = False
+        return view
+
+    def prompt_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(prompt_ids, prompt_mask)`` of examples ``indices`` as ``(k, P)`` arrays, from the precomputed table
+        (what the native vector env's resets read; no tokenizer call)."""
+        ids = self._prompt_table[indices]  # fancy indexing: a copy
+        return ids, np.broadcast_to(self._prompt_mask_row, (len(indices), self.max_prompt_tokens))
+
     def _prompt_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         # Straight from a precomputed table: no tokenizer call and no Example on the hot path.
         self._target = self._targets[index]

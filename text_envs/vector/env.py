@@ -1,4 +1,4 @@
-"""Natively vectorized text envs: N episodes of one task stepped with NumPy arrays.
+"""The native vector env: N episodes of one text task stepped with NumPy arrays.
 
 ``gym.make_vec("TextSummarization-v0", num_envs=N, vectorization_mode="vector_entry_point")`` (or with no
 ``vectorization_mode``: Gymnasium then prefers the registered ``vector_entry_point``, as for CartPole) returns a
@@ -21,8 +21,18 @@ after an episode ends resets that row, ignores its action and returns reward 0, 
 ``sb3_ext.vec_env.TextVecEnv`` uses) or ``DISABLED`` (the caller resets finished rows with
 ``reset(options={"reset_mask": mask})``).
 
-:class:`VectorBaseline` is the batched counterpart of :class:`text_envs.wrappers.SelfCriticalReward` (a per-prompt
-baseline reward, the same values), used by :class:`SelfCriticalVectorReward` and by the SB3 adapter.
+**Group sampling** (``group_size=k``, ``N`` a multiple of ``k``): rows ``[g*k, (g+1)*k)`` form group ``g`` and write
+for the same example in each of their episodes (the same prompt, independent samples: what GRPO, RLOO and the other
+group algorithms of ``sb3_ext`` compare). Group ``g`` draws its examples with the generator of its first row
+(``seed + g*k``), so groups draw different example sequences and ``group_size=1`` is the behaviour above exactly.
+The rows of a group stay in lockstep on episodes: a row whose text is finished resets at once to its group's next
+example (its observation is that fresh episode's) and then *waits*, its actions ignored (reward 0, not terminated),
+until every row of its group has finished; the group then writes its next texts together. ``idle_rows`` says which
+rows the next step ignores. In every auto-reset mode a group's example sequence and its texts (for the same actions
+of the rows that write) are the same.
+
+:class:`text_envs.wrappers.vector.VectorBaseline` is the batched counterpart of
+:class:`text_envs.wrappers.SelfCriticalReward` (a per-prompt baseline reward, the same values).
 """
 
 from __future__ import annotations
@@ -40,22 +50,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from text_envs.core import TextGenerationEnv, score_texts
-from text_envs.errors import TextEnvsError
-from text_envs.wrappers import _prompt_key, _score_baselines, _store_decodings
+from text_envs.core import TextGenerationEnv, registered_id, score_texts
+from text_envs.errors import TextEnvsError, accepted_keywords, check_keywords
 
-__all__ = [
-    "TextGenerationVectorEnv",
-    "TextSummarizationVectorEnv",
-    "DialogueGenerationVectorEnv",
-    "MachineTranslationVectorEnv",
-    "TextCopyVectorEnv",
-    "TextContinuationVectorEnv",
-    "VectorBaseline",
-    "SelfCriticalVectorReward",
-    "StepResult",
-    "make_vector_env",
-]
+__all__ = ["TextGenerationVectorEnv", "StepResult", "load_entry_point"]
 
 _DRAW_BLOCK = 256  # example indices drawn per generator call, as TextGenerationEnv.reset draws them
 _OBS_KEYS = ("prompt_ids", "prompt_mask", "generated_ids", "generated_mask")
@@ -81,7 +79,8 @@ class StepResult:
     reset_indices: np.ndarray
 
 
-def _load(entry_point: str) -> Any:
+def load_entry_point(entry_point: str) -> Any:
+    """The object a ``"package.module:name"`` entry point names (imported on demand)."""
     module, _, attr = entry_point.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -98,6 +97,8 @@ class TextGenerationVectorEnv(VectorEnv):
     ``MultiDiscrete([V] * N)``; rewards are ``float64``, ``truncated`` is always False.
 
     :param num_envs: ``N``, the episodes stepped side by side.
+    :param group_size: ``k``, rows writing for the same example in lockstep (see the module docstring); ``N`` must
+        be a multiple of it. 1: every row draws its own examples.
     :param autoreset_mode: Gymnasium's ``AutoresetMode`` (or its value as a string); see the module docstring.
     :param env: a built single env of the task to take the data, tokenizer and reward from (its episode state is
         not used); default: one built from ``task_kwargs`` with the class's ``task_entry_point``.
@@ -110,9 +111,12 @@ class TextGenerationVectorEnv(VectorEnv):
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, *, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-                 env: TextGenerationEnv | None = None, **task_kwargs: Any) -> None:
+                 env: TextGenerationEnv | None = None, group_size: int = 1, **task_kwargs: Any) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise TextEnvsError(f"num_envs must be a positive integer, got {num_envs!r}.")
+        if not isinstance(group_size, (int, np.integer)) or group_size < 1 or num_envs % group_size:
+            raise TextEnvsError(f"group_size must be a positive integer that divides num_envs={num_envs}, got "
+                                f"{group_size!r}: use num_envs = (number of prompts per batch) * group_size.")
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -123,7 +127,11 @@ class TextGenerationVectorEnv(VectorEnv):
                 raise TextEnvsError("TextGenerationVectorEnv needs env=<a single text env> or a task subclass "
                                     "(e.g. TextSummarizationVectorEnv); use make_vector_env(env_id, num_envs).")
             task_kwargs.pop("max_episode_steps", None)  # make_vec passes the spec's (None for our ids)
-            env = _load(self.task_entry_point)(**task_kwargs)
+            task = load_entry_point(self.task_entry_point)
+            task_id = registered_id(task)
+            check_keywords(task_kwargs, accepted_keywords(task) + accepted_keywords(type(self), skip=("env",)),
+                           f"gym.make_vec({task_id!r}, ...)" if task_id else f"{type(self).__name__}(...)")
+            env = task(**task_kwargs)
         elif task_kwargs:
             raise TextEnvsError(f"pass the task's keyword arguments or a built env, not both "
                                 f"(got {sorted(task_kwargs)}).")
@@ -164,6 +172,9 @@ class TextGenerationVectorEnv(VectorEnv):
         self._prompt_cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._prompt_cache_size = max(4096, 4 * N)
         self._rows = np.arange(N)
+        self.group_size = int(group_size)
+        self._waiting = np.zeros(N, dtype=bool)  # reset to the group's next example, waiting for the group's others
+        self._group_next = np.full(N // self.group_size, -1, dtype=np.int64)  # the group's next example (-1: none)
 
     # ------------------------------------------------------------------ task hooks (TextCopyVectorEnv overrides)
     _HOOKS = ("token_reward", "extra_metrics", "_prompt_arrays", "step", "reset", "_finish", "_score", "_observation")
@@ -216,8 +227,21 @@ class TextGenerationVectorEnv(VectorEnv):
 
     def upcoming_examples(self, row: int, n: int) -> list[int]:
         """The example indices the next resets of ``row`` will draw, as far as already drawn (at most ``n``)."""
-        pos = int(self._draw_pos[row])
-        return self._draws[row, pos: pos + max(0, int(n))].tolist()
+        n = max(0, int(n))
+        if self.group_size == 1:
+            pos = int(self._draw_pos[row])
+            return self._draws[row, pos: pos + n].tolist()
+        group = row // self.group_size
+        leader = group * self.group_size
+        pos = int(self._draw_pos[leader])
+        pending = [] if self._group_next[group] < 0 or self._waiting[row] else [int(self._group_next[group])]
+        return (pending + self._draws[leader, pos: pos + n].tolist())[:n]
+
+    @property
+    def idle_rows(self) -> np.ndarray:
+        """(N,) bool: the rows whose action the next step ignores (waiting for their group to finish, or, in
+        ``NEXT_STEP`` mode, resetting)."""
+        return self._waiting | self._needs_reset
 
     @property
     def example_indices(self) -> np.ndarray:
@@ -258,6 +282,8 @@ class TextGenerationVectorEnv(VectorEnv):
             if seeds[row] is not None:
                 self._rngs[row], _ = seeding.np_random(seeds[row])
                 self._draw_pos[row] = _DRAW_BLOCK  # a seeded reset forgets the draws (as the single env does)
+                if row % self.group_size == 0:
+                    self._group_next[row // self.group_size] = -1
             elif self._rngs[row] is None:
                 self._rngs[row], _ = seeding.np_random(None)
         indices = self._reset_rows(rows)
@@ -271,12 +297,10 @@ class TextGenerationVectorEnv(VectorEnv):
     def _reset_rows(self, rows: np.ndarray) -> np.ndarray:
         if not len(rows):
             return np.zeros(0, dtype=np.int64)
-        n = self.single_env.num_examples
-        for row in rows[self._draw_pos[rows] >= _DRAW_BLOCK].tolist():  # one generator call per 256 episodes
-            self._draws[row] = self._rngs[row].integers(n, size=_DRAW_BLOCK)
-            self._draw_pos[row] = 0
-        indices = self._draws[rows, self._draw_pos[rows]]
-        self._draw_pos[rows] += 1
+        if self.group_size == 1:
+            indices = self._draw(rows)
+        else:
+            indices = self._group_examples(rows)
         self._index[rows] = indices
         self._prompt_ids[rows], self._prompt_mask[rows] = self._prompt_rows(indices, rows)
         self._gen_ids[rows] = self.pad_token_id
@@ -285,7 +309,37 @@ class TextGenerationVectorEnv(VectorEnv):
         self._potential[rows] = 0.0
         self._needs_reset[rows] = False
         self._on_reset_rows(rows, indices)
+        if self.group_size > 1:
+            self._start_complete_groups(rows)
         return indices
+
+    def _draw(self, rows: np.ndarray) -> np.ndarray:
+        """The next example index of each row's generator (rows distinct)."""
+        n = self.single_env.num_examples
+        for row in rows[self._draw_pos[rows] >= _DRAW_BLOCK].tolist():  # one generator call per 256 episodes
+            self._draws[row] = self._rngs[row].integers(n, size=_DRAW_BLOCK)
+            self._draw_pos[row] = 0
+        indices = self._draws[rows, self._draw_pos[rows]]
+        self._draw_pos[rows] += 1
+        return indices
+
+    def _group_examples(self, rows: np.ndarray) -> np.ndarray:
+        """The next example of each row's group, drawn by the group's first row when the group has none pending."""
+        groups = rows // self.group_size
+        new = np.unique(groups[self._group_next[groups] < 0])
+        if len(new):
+            self._group_next[new] = self._draw(new * self.group_size)
+        return self._group_next[groups]
+
+    def _start_complete_groups(self, rows: np.ndarray) -> None:
+        """Rows just reset wait; a group all of whose rows have reset starts its next episode together."""
+        self._waiting[rows] = True
+        k = self.group_size
+        for group in np.unique(rows // k).tolist():
+            members = slice(group * k, (group + 1) * k)
+            if self._waiting[members].all():
+                self._waiting[members] = False
+                self._group_next[group] = -1
 
     # ------------------------------------------------------------------ step
     def step(self, actions: Any):
@@ -322,11 +376,12 @@ class TextGenerationVectorEnv(VectorEnv):
             if self.autoreset_mode != AutoresetMode.NEXT_STEP:
                 raise TextEnvsError("step() called on rows whose episode ended: with autoreset_mode DISABLED, reset "
                                     "them first (reset(options={'reset_mask': mask})).")
+            active = ~(self._needs_reset | self._waiting)  # before the resets: a group starting now starts next step
             reset_rows = np.flatnonzero(self._needs_reset)
             reset_indices = self._reset_rows(reset_rows)
-            active = np.ones(N, dtype=bool)
-            active[reset_rows] = False
             rows = np.flatnonzero(active)
+        elif self._waiting.any():
+            rows = np.flatnonzero(~self._waiting)
         else:
             rows = self._rows
         t = self._t[rows]
@@ -378,12 +433,7 @@ class TextGenerationVectorEnv(VectorEnv):
 
     def _decode_rows(self, rows: np.ndarray, lengths: np.ndarray) -> list[str]:
         seqs = [self._gen_ids[r, :n].tolist() for r, n in zip(rows.tolist(), lengths.tolist())]
-        env = self.single_env
-        if env._backend is not None and not _overrides(env, "decode"):  # one by one: decode_batch's thread pool
-            # costs more than it saves on short texts
-            decode = env._backend.decode
-            return [decode(s, skip_special_tokens=True) for s in seqs]
-        return [env.decode(s) for s in seqs]
+        return self.single_env.decode_many(seqs)
 
     def _score_rows(self, rows: np.ndarray, texts: list[str], examples: list[Any]) -> list[dict[str, float]]:
         """The task reward's values of ``texts`` (those of ``rows``), one ``reward.compute`` call."""
@@ -448,235 +498,6 @@ class TextGenerationVectorEnv(VectorEnv):
             if self._index[r] >= 0 else "(no episode yet: call reset())" for r in range(self.num_envs))
 
     def close_extras(self, **kwargs: Any) -> None:
-        self._prompt_cache.clear()
-
-
-class TextSummarizationVectorEnv(TextGenerationVectorEnv):
-    """``TextSummarization-v0``'s vector entry point (see :class:`TextGenerationVectorEnv`)."""
-
-    task_entry_point = "text_envs.tasks.summarization:TextSummarizationEnv"
-
-
-class DialogueGenerationVectorEnv(TextGenerationVectorEnv):
-    """``DialogueGeneration-v0``'s vector entry point (see :class:`TextGenerationVectorEnv`)."""
-
-    task_entry_point = "text_envs.tasks.dialogue:DialogueGenerationEnv"
-
-
-class MachineTranslationVectorEnv(TextGenerationVectorEnv):
-    """``MachineTranslation-v0``'s vector entry point (see :class:`TextGenerationVectorEnv`)."""
-
-    task_entry_point = "text_envs.tasks.translation:MachineTranslationEnv"
-
-
-class TextContinuationVectorEnv(TextGenerationVectorEnv):
-    """``TextContinuation-v0``'s vector entry point (see :class:`TextGenerationVectorEnv`)."""
-
-    task_entry_point = "text_envs.tasks.continuation:TextContinuationEnv"
-
-
-class TextCopyVectorEnv(TextGenerationVectorEnv):
-    """``TextCopy-v0``'s vector entry point: its per-token rewards and metrics as array operations."""
-
-    task_entry_point = "text_envs.tasks.copy:TextCopyEnv"
-
-    def _check_supported(self, env: TextGenerationEnv) -> None:
-        from text_envs.tasks.copy import TextCopyEnv
-
-        if type(env) is not TextCopyEnv:
-            raise TextEnvsError(f"TextCopyVectorEnv batches TextCopyEnv, got {type(env).__name__}.")
-
-    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
-        super().__init__(num_envs, **kwargs)
-        self._correct = np.zeros(self.num_envs, dtype=np.int64)
-
-    def _prompt_rows(self, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        env = self.single_env
-        self._row_examples_clear(rows)
-        return env._prompt_table[indices], np.broadcast_to(env._prompt_mask_row, (len(indices), self.max_prompt_tokens))
-
-    def _row_examples_clear(self, rows: np.ndarray) -> None:
-        for row in rows.tolist():
-            if row >= 0:
-                self._row_examples[row] = None
-
-    def _on_reset_rows(self, rows: np.ndarray, indices: np.ndarray) -> None:
-        self._correct[rows] = 0
-
-    def _token_rewards(self, rows: np.ndarray, t: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        env = self.single_env
-        L = env.length
-        targets = env._targets[self._index[rows], np.minimum(t, L)]
-        hit = (t <= L) & (tokens == targets)
-        self._correct[rows] += hit
-        return np.where(hit, 1.0 / (L + 1), 0.0)
-
-    def _extra_metrics(self, rows: np.ndarray) -> list[dict[str, float]]:
-        L = self.single_env.length
-        return [{"token_accuracy": c / (L + 1), "exact_match": float(c == L + 1)} for c in self._correct[rows].tolist()]
-
-
-def make_vector_env(env: str | TextGenerationEnv, num_envs: int,
-                    autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-                    **task_kwargs: Any) -> TextGenerationVectorEnv:
-    """The native vector env of a registered env id (``task_kwargs`` as for ``gym.make``) or of a built single env
-    (its data, tokenizer and reward are shared)."""
-    if isinstance(env, str):
-        env_id = env.split(":")[-1]
-        from text_envs import VECTOR_ENTRY_POINTS
-        from text_envs.errors import unknown_name
-
-        if env_id not in VECTOR_ENTRY_POINTS:
-            raise unknown_name("env id with a native vector env", env_id, VECTOR_ENTRY_POINTS)
-        return _load(VECTOR_ENTRY_POINTS[env_id])(num_envs, autoreset_mode=autoreset_mode, **task_kwargs)
-    from text_envs.tasks.copy import TextCopyEnv
-
-    cls = TextCopyVectorEnv if isinstance(env.unwrapped, TextCopyEnv) else TextGenerationVectorEnv
-    return cls(num_envs, autoreset_mode=autoreset_mode, env=env, **task_kwargs)
-
-
-# ---------------------------------------------------------------------------------------------- baseline
-class VectorBaseline:
-    """Per-prompt baseline rewards for the episodes of a :class:`TextGenerationVectorEnv`, batched.
-
-    The batched counterpart of :class:`text_envs.wrappers.SelfCriticalReward` (same texts and values for a
-    ``baseline_fn`` that depends on the prompt only): when episodes end whose prompts have no baseline yet, one
-    ``baseline_fn`` call decodes them, the prompts the other rows are writing for and the rows' next draws
-    (round robin), up to ``batch_size``; the examples decoded are scored in one ``reward.compute`` call; texts and
-    values are cached per example.
-
-    :param venv: the native vector env (its task must have a reward).
-    :param baseline_fn: see :data:`text_envs.wrappers.BaselineFn`; may be set later (``.baseline_fn = fn``).
-    :param batch_size: the most prompts per ``baseline_fn`` call (at least the episodes that need one).
-    :param cache_size: baselines kept.
-    """
-
-    def __init__(self, venv: TextGenerationVectorEnv, baseline_fn: Any = None, batch_size: int = 64,
-                 cache_size: int = 100_000) -> None:
-        if venv.single_env.reward is None:
-            raise TextEnvsError(f"a per-prompt baseline needs a task with a text reward; "
-                                f"{type(venv.single_env).__name__} has none.")
-        if batch_size < 1 or cache_size < batch_size:
-            raise TextEnvsError(f"expected 1 <= batch_size <= cache_size, got {batch_size} and {cache_size}")
-        self.venv = venv
-        self.batch_size, self.cache_size = int(batch_size), int(cache_size)
-        self.calls = 0
-        self._decoded: OrderedDict[bytes, np.ndarray] = OrderedDict()
-        self._scored: OrderedDict[int, tuple[str, float]] = OrderedDict()
-        self.baseline_fn = baseline_fn
-
-    @property
-    def baseline_fn(self) -> Any:
-        """See :data:`text_envs.wrappers.BaselineFn`. Setting a function (again) drops every cached decoding and
-        score, as :class:`text_envs.wrappers.BaselinePool` does: the new function (or the same one over a model that
-        changed) decides the baselines from then on."""
-        return self._baseline_fn
-
-    @baseline_fn.setter
-    def baseline_fn(self, fn: Any) -> None:
-        if fn is not None and not callable(fn):
-            raise TextEnvsError(f"expected baseline_fn to be a function prompts -> ids (or None), "
-                                f"got {type(fn).__name__}")
-        self._baseline_fn = fn
-        if fn is not None:
-            self._decoded.clear()
-            self._scored.clear()
-
-    def values(self, indices: Sequence[int]) -> tuple[list[str], np.ndarray]:
-        """Baseline texts and rewards of examples ``indices`` (the episodes that just ended)."""
-        missing = list(dict.fromkeys(i for i in indices if i not in self._scored))
-        if missing:
-            self._prepare(missing)
-        texts, values = [], np.empty(len(indices), dtype=np.float64)
-        for k, i in enumerate(indices):
-            text, value = self._scored[i]
-            self._scored.move_to_end(i)
-            texts.append(text)
-            values[k] = value
-        return texts, values
-
-    def _prepare(self, missing: list[int]) -> None:
-        if self.baseline_fn is None:
-            raise TextEnvsError("The per-prompt baseline has no baseline_fn: set it before the first step "
-                                "(vec_env.set_attr('baseline_fn', fn), or .baseline_fn = fn).")
-        venv = self.venv
-        wanted: dict[bytes, np.ndarray] = {}
-        to_score: dict[int, bytes] = {}
-
-        def want(index: int, required: bool) -> bool:
-            """Queue example ``index``; False once the batch is full (required ones always fit)."""
-            if index in to_score or (not required and index in self._scored):
-                return True
-            prompt = venv.prompt(index)
-            key = _prompt_key(prompt)
-            if key not in self._decoded and key not in wanted:
-                if not required and len(wanted) >= self.batch_size:
-                    return False
-                wanted[key] = prompt
-            to_score[index] = key
-            return True
-
-        for i in missing:
-            want(i, True)
-        full = False
-        for i in venv._index.tolist():  # then the texts being written now, then each row's next draws
-            if i >= 0 and not want(i, False):
-                full = True
-                break
-        if not full:
-            upcoming = [venv.upcoming_examples(r, self.batch_size) for r in range(venv.num_envs)]
-            for depth in range(max(map(len, upcoming), default=0)):
-                if not all(want(u[depth], False) for u in upcoming if depth < len(u)):
-                    break
-        if wanted:
-            outputs = list(self.baseline_fn(list(wanted.values())))
-            self.calls += 1
-            _store_decodings(self._decoded, wanted, outputs, self.cache_size)
-        decoded = {i: self._decoded[key] for i, key in to_score.items() if key in self._decoded}
-        env = self.venv.single_env
-        _score_baselines(env, decoded, [env.source[i] for i in decoded], self._scored, self.cache_size)
-
-
-class SelfCriticalVectorReward(gym.vector.VectorWrapper):
-    """Gymnasium vector wrapper: subtract each finished text's per-prompt baseline reward (see
-    :class:`VectorBaseline`) from its final reward, in either auto-reset mode. The final info gains
-    ``baseline_text`` and ``baseline_reward`` (``info["reward"]`` keeps the task reward).
-
-    :param env: a :class:`TextGenerationVectorEnv` (``gym.make_vec(..., vectorization_mode="vector_entry_point")``).
-    :param baseline_fn: see :data:`text_envs.wrappers.BaselineFn`; may be set later (``wrapper.baseline_fn = fn``).
-    :param batch_size: prompts per ``baseline_fn`` call.
-    """
-
-    def __init__(self, env: gym.vector.VectorEnv, baseline_fn: Any = None, batch_size: int = 64) -> None:
-        super().__init__(env)
-        if not isinstance(env.unwrapped, TextGenerationVectorEnv):
-            raise TextEnvsError(f"SelfCriticalVectorReward wraps a native text vector env, "
-                                f"got {type(env.unwrapped).__name__}.")
-        self.baseline = VectorBaseline(env.unwrapped, baseline_fn, batch_size=batch_size)
-
-    @property
-    def baseline_fn(self) -> Any:
-        """The baseline decoding function."""
-        return self.baseline.baseline_fn
-
-    @baseline_fn.setter
-    def baseline_fn(self, fn: Any) -> None:
-        self.baseline.baseline_fn = fn
-
-    def step(self, actions: Any):
-        obs, rewards, terminated, truncated, infos = self.env.step(actions)
-        if not terminated.any():
-            return obs, rewards, terminated, truncated, infos
-        src = infos["final_info"] if "final_info" in infos else infos
-        rows = np.flatnonzero(terminated)
-        texts, values = self.baseline.values(src["example_index"][rows].tolist())
-        rewards = np.asarray(rewards, dtype=np.float64).copy()
-        rewards[rows] -= values
-        n = self.num_envs
-        src["baseline_text"] = np.full(n, None, dtype=object)
-        src["baseline_reward"] = np.zeros(n, dtype=np.float64)
-        src["baseline_text"][rows] = texts
-        src["baseline_reward"][rows] = values
-        src["_baseline_text"] = terminated.copy()
-        src["_baseline_reward"] = terminated.copy()
-        return obs, rewards, terminated, truncated, infos
+        cache = vars(self).get("_prompt_cache")  # absent when __init__ failed (Gymnasium's __del__ still closes)
+        if cache is not None:
+            cache.clear()

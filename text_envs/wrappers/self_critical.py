@@ -1,4 +1,4 @@
-"""Gymnasium wrappers for the text envs.
+"""The self-critical reward: each text paid its reward minus a baseline text's, for the same prompt.
 
 :class:`SelfCriticalReward` pays each finished text its reward *minus* the reward of a baseline text for the
 same prompt (self-critical sequence training, Rennie et al. 2017). With the frozen starting model's greedy
@@ -13,10 +13,9 @@ would make its own smaller calls.
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from itertools import zip_longest
 from typing import Any
 
@@ -24,54 +23,9 @@ import gymnasium as gym
 import numpy as np
 
 from text_envs.errors import TextEnvsError
+from text_envs.wrappers.baselines import BaselineFn, prompt_key, score_baselines, store_decodings
 
-__all__ = ["SelfCriticalReward", "BaselinePool", "BaselineFn"]
-
-#: ``baseline_fn(prompts) -> texts as token ids``: for a batch of prompts (each the unpadded ``prompt_ids`` of an
-#: observation), the baseline's generated ids; an EOS and anything after it are dropped, as the env drops them.
-BaselineFn = Callable[[list[np.ndarray]], Sequence[Sequence[int]]]
-
-
-def _prompt_key(prompt: np.ndarray) -> bytes:
-    # a baseline_fn sees only the prompt ids, so its text is a function of them: envs over different copies of
-    # one data set share decodings. A digest, not the ids: 100k keys of 1k-token prompts would take 800 MB.
-    return hashlib.blake2b(np.ascontiguousarray(prompt, dtype=np.int64).tobytes(), digest_size=16).digest()
-
-
-def _store_decodings(cache: OrderedDict[bytes, np.ndarray], wanted: dict[bytes, np.ndarray],
-                     outputs: list[Sequence[int]], cache_size: int) -> None:
-    """Keep one ``baseline_fn`` call's ``outputs`` (for the prompts ``wanted``, key -> prompt) in ``cache``, the
-    oldest dropped beyond ``cache_size``. Shared by :class:`BaselinePool` and
-    :class:`text_envs.vector.VectorBaseline`."""
-    if len(outputs) != len(wanted):
-        raise TextEnvsError(f"baseline_fn returned {len(outputs)} texts for {len(wanted)} prompts")
-    for key, out in zip(wanted, outputs):
-        cache[key] = np.asarray([int(i) for i in out], dtype=np.int64)
-    while len(cache) > cache_size:
-        cache.popitem(last=False)
-
-
-def _score_baselines(env: Any, decoded: dict[int, np.ndarray], examples: Sequence[Any],
-                     scored: OrderedDict[int, tuple[str, float]], cache_size: int) -> None:
-    """Score baseline decodings (example index -> ids; ``examples`` are those examples, in that order) with
-    ``env``'s task reward, in one ``reward.compute`` call, into ``scored`` (index -> (text, value)), the oldest
-    dropped beyond ``cache_size``. The texts are cut as the env cuts its own: at the EOS, at ``max_new_tokens``.
-    Shared by :class:`SelfCriticalReward` and :class:`text_envs.vector.VectorBaseline`."""
-    texts = []
-    for out in decoded.values():
-        ids = out.tolist()
-        if env.eos_token_id in ids:
-            ids = ids[: ids.index(env.eos_token_id)]
-        texts.append(env.decode(ids[: env.max_new_tokens]))
-    values = env.reward.compute(texts, [list(ex.references) for ex in examples], [ex.prompt for ex in examples])
-    for k, (index, text) in enumerate(zip(decoded, texts)):
-        value = float(values[env.reward.name][k])
-        if not np.isfinite(value):
-            raise TextEnvsError(f"The reward {env.reward.name!r} returned {value} for the baseline text {text!r}.")
-        scored[index] = (text, value)
-        scored.move_to_end(index)
-    while len(scored) > cache_size:
-        scored.popitem(last=False)
+__all__ = ["SelfCriticalReward", "BaselinePool"]
 
 
 class BaselinePool:
@@ -127,7 +81,7 @@ class BaselinePool:
 
     def decoded(self, prompt: np.ndarray) -> np.ndarray | None:
         """The baseline's ids for ``prompt`` if decoded already (cut at the EOS by the wrapper, not here)."""
-        key = _prompt_key(prompt)
+        key = prompt_key(prompt)
         out = self._decoded.get(key)
         if out is not None:
             self._decoded.move_to_end(key)
@@ -142,7 +96,7 @@ class BaselinePool:
             )
         wanted: dict[bytes, np.ndarray] = {}
         for prompt in self._pending(requester):
-            key = _prompt_key(prompt)
+            key = prompt_key(prompt)
             if key not in self._decoded:
                 wanted.setdefault(key, prompt)
                 if len(wanted) == self.batch_size:
@@ -151,7 +105,7 @@ class BaselinePool:
             return
         outputs = list(self.baseline_fn(list(wanted.values())))
         self.calls += 1
-        _store_decodings(self._decoded, wanted, outputs, self.cache_size)
+        store_decodings(self._decoded, wanted, outputs, self.cache_size)
 
     def _pending(self, requester: SelfCriticalReward) -> Iterator[np.ndarray]:
         members = [requester] + [m for m in (ref() for ref in self._members) if m is not None and m is not requester]
@@ -190,7 +144,7 @@ class SelfCriticalReward(gym.Wrapper):
                  cache_size: int = 100_000, pool: BaselinePool | None = None) -> None:
         super().__init__(env)
         base = env.unwrapped
-        if getattr(base, "reward", None) is None or not hasattr(base, "_score"):
+        if getattr(base, "reward", None) is None or not callable(getattr(base, "prompt_ids", None)):
             raise TextEnvsError(
                 f"SelfCriticalReward needs a text env with a task reward, got {type(base).__name__}: wrap an env "
                 "such as gym.make('TextSummarization-v0')."
@@ -227,13 +181,12 @@ class SelfCriticalReward(gym.Wrapper):
 
     def current_index(self) -> int:
         """The current episode's example index."""
-        return int(self.env.unwrapped._example_index)
+        return int(self.env.unwrapped.example_index)
 
     def prompt(self, index: int) -> np.ndarray:
         """Example ``index``'s prompt ids, unpadded, from the env's own tokenization and cache (the resets that
         draw it later reuse it)."""
-        ids, mask = self.env.unwrapped._prompt_arrays(index)
-        return ids[mask == 1]
+        return self.env.unwrapped.prompt_ids(index)
 
     def _baseline(self) -> tuple[str, float]:
         self._drop_stale_scores()
@@ -247,7 +200,7 @@ class SelfCriticalReward(gym.Wrapper):
             # score, in one reward call, this env's next draws that the pool decoded with it (so tokenized here)
             ready = {index: ids}
             for i in base.upcoming_examples(self.pool.batch_size):
-                if i not in ready and i not in self._scored and i in base._prompt_cache:
+                if i not in ready and i not in self._scored and base.is_prompt_cached(i):
                     decoded = self.pool.decoded(self.prompt(i))
                     if decoded is not None:
                         ready[i] = decoded
@@ -265,4 +218,4 @@ class SelfCriticalReward(gym.Wrapper):
         """Baseline texts and rewards of examples (index -> the pool's ids; the current example first)."""
         base = self.env.unwrapped
         examples = [base.example] + [base.source[i] for i in list(decoded)[1:]]
-        _score_baselines(base, decoded, examples, self._scored, self.cache_size)
+        score_baselines(base, decoded, examples, self._scored, self.cache_size)

@@ -1,0 +1,178 @@
+"""The critic-free policy-gradient update shared by GRPO, RLOO and REINFORCE, and its pure maths.
+
+Each text ``i`` gets a sequence advantage ``A_i`` (the subclass's baseline), each of its tokens ``t`` the advantage
+``A_it`` (``A_i``, minus a KL-to-go under per-token shaping), and the loss is TRL's clipped surrogate::
+
+    r_it = exp(log pi(a_it) - log pi_old(a_it))        pi_old: the policy that sampled the text
+    l_it = -min(r_it * A_it, clip(r_it, 1 - epsilon, 1 + epsilon_high) * A_it)  (+ beta * k3_it as a loss term)
+
+aggregated by ``loss_type``: ``"grpo"`` the mean over texts of each text's token mean; ``"dr_grpo"`` the sum over
+tokens divided by ``texts * max_new_tokens`` (a constant normaliser: Dr. GRPO); ``"dapo"`` the mean over all the
+minibatch's tokens (token-level, TRL's default). With one epoch and one minibatch ``r_it`` is 1 up to float error
+(the rollout's cached log-probs against the update's teacher-forced ones) and the loss is REINFORCE's.
+No value head is trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+
+from lm_core.kl import kl_estimate
+from text_envs.errors import TextEnvsError, unknown_name
+
+from .base import Episode, GroupRolloutAlgorithm
+
+__all__ = ["PolicyGradientAlgorithm", "LOSS_TYPES", "group_advantages", "leave_one_out_advantages",
+           "clipped_surrogate", "aggregate_loss", "kl_to_go"]
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+SCALE_REWARDS = ("group", "batch", "none")
+_STD_EPS = 1e-4  # TRL's: a group of equal rewards gets advantage 0, not 0/0
+
+
+def group_advantages(rewards: np.ndarray, scale_rewards: str = "group") -> np.ndarray:
+    """GRPO's advantages (G, k): each reward minus its group's mean, divided by the group's standard deviation
+    (``"group"``), the whole batch's (``"batch"``) or nothing (``"none"``: Dr. GRPO); standard deviations are
+    unbiased (Bessel), as ``torch.std`` in TRL."""
+    if scale_rewards not in SCALE_REWARDS:
+        raise unknown_name("scale_rewards", scale_rewards, SCALE_REWARDS)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    centred = rewards - rewards.mean(axis=1, keepdims=True)
+    if scale_rewards == "none":
+        return centred
+    if scale_rewards == "group":
+        std = rewards.std(axis=1, ddof=1, keepdims=True) if rewards.shape[1] > 1 else np.zeros_like(centred[:, :1])
+    else:
+        std = np.full_like(centred[:, :1], rewards.std(ddof=1) if rewards.size > 1 else 0.0)
+    return centred / (std + _STD_EPS)
+
+
+def leave_one_out_advantages(rewards: np.ndarray) -> np.ndarray:
+    """RLOO's advantages (G, k): each reward minus the mean of the other ``k - 1`` rewards of its group."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    k = rewards.shape[1]
+    if k < 2:
+        raise TextEnvsError("the leave-one-out baseline needs groups of at least 2 texts: build the env with "
+                            "make_text_vec_env(..., group_size=2 or more)")
+    return rewards - (rewards.sum(axis=1, keepdims=True) - rewards) / (k - 1)
+
+
+def kl_to_go(token_kl: np.ndarray) -> np.ndarray:
+    """Per-token KL shaping's cost of each token of one text: the KL summed from that token to the end (L,)."""
+    return np.cumsum(np.asarray(token_kl, dtype=np.float64)[::-1])[::-1]
+
+
+def clipped_surrogate(log_prob: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor, epsilon: float,
+                      epsilon_high: float) -> tuple[th.Tensor, th.Tensor]:
+    """Per-token loss (N,) of the clipped ratio, and where the clip acted (N,) bool."""
+    ratio = th.exp(log_prob - old_log_prob)
+    clipped = th.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon_high)
+    unclipped_term, clipped_term = ratio * advantages, clipped * advantages
+    return -th.min(unclipped_term, clipped_term), clipped_term < unclipped_term
+
+
+def aggregate_loss(per_token: th.Tensor, out_episode: th.Tensor, n_episodes: int, loss_type: str,
+                   max_new_tokens: int) -> th.Tensor:
+    """The minibatch loss from per-token losses (N,) of ``n_episodes`` texts (see the module docstring)."""
+    if loss_type == "dapo":
+        return per_token.mean()
+    if loss_type == "dr_grpo":
+        return per_token.sum() / (n_episodes * max_new_tokens)
+    if loss_type == "grpo":
+        sums = th.zeros(n_episodes, dtype=per_token.dtype, device=per_token.device).index_add_(0, out_episode, per_token)
+        lengths = th.bincount(out_episode, minlength=n_episodes).to(per_token.dtype)
+        return (sums / lengths).mean()
+    raise unknown_name("loss_type", loss_type, LOSS_TYPES)
+
+
+class PolicyGradientAlgorithm(GroupRolloutAlgorithm):
+    """Clipped-ratio policy gradient on complete groups with a subclass's advantages (see the module docstring).
+
+    :param beta: KL coefficient to the frozen start model (0: none, and no reference model is built)
+    :param kl_mode: where the KL acts: ``"loss"`` (``beta * k3`` per token in the loss, GRPO's), ``"reward"``
+        (``beta * KL`` of the whole text subtracted from its reward before the advantages, RLOO's) or ``"token"``
+        (per-token shaping: each token's advantage minus ``beta`` times the KL from it to the end, REINFORCE's)
+    :param epsilon: the ratio's lower clip ``1 - epsilon`` (and upper, unless ``epsilon_high``)
+    :param epsilon_high: the ratio's upper clip ``1 + epsilon_high`` (DAPO's "clip-higher"); ``None``: ``epsilon``
+    :param loss_type: ``"grpo"``, ``"dr_grpo"`` or ``"dapo"`` (see the module docstring)
+    :param ent_coef: entropy bonus coefficient
+    :param kwargs: :class:`~sb3_ext.algorithms.base.GroupRolloutAlgorithm`'s (``learning_rate``, ``n_steps``,
+        ``batch_size`` texts per minibatch, ``n_epochs``, ``policy_kwargs``, ``seed``...)
+    """
+
+    KL_MODES = ("loss", "reward", "token")
+
+    def __init__(self, policy: Any, env: Any, beta: float = 0.0, kl_mode: str = "loss", epsilon: float = 0.2,
+                 epsilon_high: float | None = None, loss_type: str = "dapo", ent_coef: float = 0.0,
+                 **kwargs: Any) -> None:
+        if kl_mode not in self.KL_MODES:
+            raise unknown_name("kl_mode", kl_mode, self.KL_MODES)
+        if loss_type not in LOSS_TYPES:
+            raise unknown_name("loss_type", loss_type, LOSS_TYPES)
+        if beta < 0 or epsilon <= 0 or (epsilon_high is not None and epsilon_high <= 0):
+            raise TextEnvsError(f"expected beta >= 0, epsilon > 0, epsilon_high > 0 or None; got {beta}, {epsilon}, "
+                                f"{epsilon_high}")
+        self.beta, self.kl_mode, self.loss_type = float(beta), kl_mode, loss_type
+        self.epsilon = float(epsilon)
+        self.epsilon_high = float(epsilon_high if epsilon_high is not None else epsilon)
+        super().__init__(policy, env, reference=self.beta > 0, reference_coef=self.beta, **kwargs)
+        self.ent_coef = float(ent_coef)  # the entropy bonus, under SB3's attribute name
+
+    def sequence_advantages(self, rewards: np.ndarray, groups: list[list[Episode]]) -> np.ndarray:
+        """The advantage of each text (G, k) from the rewards (G, k) (after any sequence-level KL)."""
+        raise NotImplementedError
+
+    def train_groups(self, groups: list[list[Episode]]) -> None:
+        episodes = [ep for g in groups for ep in g]
+        lengths = np.array([len(ep["tokens"]) for ep in episodes])
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        rewards = np.array([[ep["reward"] for ep in g] for g in groups], dtype=np.float64)  # (G, k)
+        ref_log_probs = None
+        if self.beta > 0:
+            ref_log_probs = self.reference_log_probs(episodes).cpu().numpy()  # (N,)
+            old = np.concatenate([ep["log_probs"] for ep in episodes])
+            token_kl = old - ref_log_probs  # k1 of the sampling policy, as the reward shaping's
+            seq_kl = np.add.reduceat(token_kl, bounds[:-1])
+            self.logger.record("train/kl", float(seq_kl.mean()))
+            if self.kl_mode == "reward":
+                rewards = rewards - self.beta * seq_kl.reshape(rewards.shape)
+        advantages = self.sequence_advantages(rewards, groups).reshape(-1)  # (E,)
+        token_adv = [np.full(n, a) for n, a in zip(lengths, advantages)]
+        if self.beta > 0 and self.kl_mode == "token":
+            token_adv = [adv - self.beta * kl_to_go(token_kl[lo:hi])
+                         for adv, lo, hi in zip(token_adv, bounds[:-1], bounds[1:])]
+        self.logger.record("train/advantage_mean", float(advantages.mean()))
+        self.logger.record("train/advantage_std", float(advantages.std()))
+
+        T = int(self.observation_space["generated_ids"].shape[0])  # type: ignore[index]
+        losses, clip_fractions, approx_kl, entropies = [], [], [], []
+        for _ in range(self.n_epochs):
+            for mb in self.minibatches(len(episodes)):
+                chosen = [episodes[i] for i in mb]
+                log_prob, entropy, batch = self.episode_log_probs(chosen)
+                old = th.as_tensor(np.concatenate([ep["log_probs"] for ep in chosen]), device=self.device)
+                adv = th.as_tensor(np.concatenate([token_adv[i] for i in mb]), dtype=log_prob.dtype,
+                                   device=self.device)
+                per_token, clipped = clipped_surrogate(log_prob, old, adv, self.epsilon, self.epsilon_high)
+                if self.beta > 0 and self.kl_mode == "loss":
+                    ref = th.as_tensor(np.concatenate([ref_log_probs[bounds[i]:bounds[i + 1]] for i in mb]),
+                                       device=self.device)
+                    per_token = per_token + self.beta * kl_estimate(log_prob, ref, "k3")
+                if self.ent_coef:
+                    per_token = per_token - self.ent_coef * entropy
+                loss = aggregate_loss(per_token, batch.out_episode, len(chosen), self.loss_type, T)
+                self.optimizer_step(loss)
+                with th.no_grad():
+                    losses.append(float(loss))
+                    clip_fractions.append(float(clipped.float().mean()))
+                    log_ratio = log_prob - old
+                    approx_kl.append(float(((th.exp(log_ratio) - 1) - log_ratio).mean()))
+                    entropies.append(float(entropy.mean()))
+        self.logger.record("train/loss", float(np.mean(losses)))
+        self.logger.record("train/clip_fraction", float(np.mean(clip_fractions)))
+        self.logger.record("train/approx_kl", float(np.mean(approx_kl)))
+        self.logger.record("train/entropy", float(np.mean(entropies)))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
