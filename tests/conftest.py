@@ -90,3 +90,27 @@ def interrupt_at_step(monkeypatch):
         return lambda: monkeypatch.setattr(VecEnv, "step", original)
 
     return arm
+
+
+@pytest.fixture(scope="session")
+def train_finished_run(tmp_path_factory):
+    """Train a tiny run to its end and return its folder: ``train_finished_run(name, **train_config)``.
+
+    The run restores torch's thread count after it, so a one-thread run does not change the tests that follow.
+    """
+
+    def make(name: str, **config) -> Path:
+        import torch as th
+
+        from text_envs_app.config import TrainConfig
+        from text_envs_app.train import train
+
+        out = tmp_path_factory.mktemp(name) / "run"
+        threads = th.get_num_threads()
+        try:
+            train(TrainConfig(**config, out=str(out)), log=lambda *_: None)
+        finally:
+            th.set_num_threads(threads)
+        return out
+
+    return make

@@ -21,7 +21,6 @@ import pytest
 from text_envs_app.checkpoint import CheckpointError, CheckpointStore, OldCheckpointError
 from text_envs_app.cli import main
 from text_envs_app.config import TrainConfig
-from text_envs_app.train import train
 
 TINY = dict(env="TextCopy-v0", steps=32, n_envs=4, n_steps=8, batch_size=16, n_epochs=1, eval_examples=4,
             curve_points=0, checkpoint_every=16, seed=1, threads=1)
@@ -105,14 +104,8 @@ def test_old_format_is_not_mistaken_for_corruption(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    import torch as th
-
-    out = tmp_path_factory.mktemp("safety") / "run"
-    threads = th.get_num_threads()
-    train(TrainConfig(**TINY, out=str(out)), log=quiet)
-    th.set_num_threads(threads)
-    return out
+def finished_run(train_finished_run) -> Path:
+    return train_finished_run("safety", **TINY)
 
 
 def _rewrite_zip(path: Path, replace: dict[str, bytes]) -> None:

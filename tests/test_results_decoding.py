@@ -15,9 +15,7 @@ import pytest
 
 from text_envs_app import bench
 from text_envs_app.cli import main
-from text_envs_app.config import TrainConfig
 from text_envs_app.run_lock import RunLock
-from text_envs_app.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(env="TextCopy-v0", steps=32, n_envs=4, n_steps=8, batch_size=16, n_epochs=1, eval_examples=4,
@@ -53,14 +51,8 @@ def assert_truthful(md: str, decoding: str, seed: int, n: int | None = None, spl
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    import torch as th
-
-    out = tmp_path_factory.mktemp("decoding") / "run"
-    threads = th.get_num_threads()
-    train(TrainConfig(**TINY, out=str(out)), log=quiet)
-    th.set_num_threads(threads)
-    return out
+def run(train_finished_run) -> Path:
+    return train_finished_run("decoding", **TINY)
 
 
 def test_train_results_state_the_decoding_of_every_row(run):

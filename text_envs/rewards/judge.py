@@ -15,8 +15,8 @@ same data says little about texts the generator never writes.
 
 from __future__ import annotations
 
+import functools
 import math
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,23 +29,14 @@ __all__ = ["SentimentJudge", "afinn_score", "sentiment_disagreement", "VADER_NEU
 VADER_NEUTRAL_BAND = 0.05
 """VADER's compound scores within +-this are neutral (Hutto & Gilbert's recommended threshold)."""
 
-_AFINN: Any = None
-_LOCK = threading.Lock()
-
-
+@functools.cache
 def _afinn() -> Any:
     """AFINN's scorer, built once per process (it reads its word list: a few milliseconds)."""
-    global _AFINN
-    if _AFINN is None:
-        with _LOCK:
-            if _AFINN is None:
-                try:
-                    from afinn import Afinn
-                except ImportError as exc:  # pragma: no cover - a declared dependency
-                    raise RewardError("The 'sentiment-judge' reward needs the afinn package: pip install afinn") \
-                        from exc
-                _AFINN = Afinn(language="en")
-    return _AFINN
+    try:
+        from afinn import Afinn
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise RewardError("The 'sentiment-judge' reward needs the afinn package: pip install afinn") from exc
+    return Afinn(language="en")
 
 
 def afinn_score(text: str) -> float:

@@ -12,7 +12,7 @@ No model, no torch: a batch of one costs tens of microseconds.
 
 from __future__ import annotations
 
-import threading
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,16 @@ __all__ = ["SentimentReward", "vader_compound", "SENTIMENT_CLASSIFIER_DIR"]
 #: sequence classifier with labels ``negative``/``positive``: ``make_reward("sentiment-classifier")`` loads it.
 SENTIMENT_CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "assets" / "sentiment"
 
-_ANALYZER: Any = None
-_LOCK = threading.Lock()
-
-
+@functools.cache
 def _analyzer() -> Any:
     """VADER's analyzer, built once per process (it parses its lexicon file, a few milliseconds)."""
-    global _ANALYZER
-    if _ANALYZER is None:
-        with _LOCK:
-            if _ANALYZER is None:
-                try:
-                    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-                except ImportError as exc:  # pragma: no cover - a declared dependency
-                    raise RewardError(
-                        "The 'sentiment' reward needs the vaderSentiment package: pip install vaderSentiment"
-                    ) from exc
-                _ANALYZER = SentimentIntensityAnalyzer()
-    return _ANALYZER
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise RewardError(
+            "The 'sentiment' reward needs the vaderSentiment package: pip install vaderSentiment"
+        ) from exc
+    return SentimentIntensityAnalyzer()
 
 
 def vader_compound(text: str) -> float:
