@@ -82,19 +82,7 @@ def run_card(row: str, steps: int, sb3_epochs: int, threads: int, seed: int | No
         else:
             model = PPO(LLMPolicy, env, rollout_buffer_class=DictRolloutBuffer, n_epochs=sb3_epochs, **extra)
     construct_s = time.perf_counter() - started
-    timers = {"rollout": 0.0, "train": 0.0}
-
-    def timed(name: str, fn: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                timers[name] += time.perf_counter() - t0
-        return wrapper
-
-    model.collect_rollouts = timed("rollout", model.collect_rollouts)  # type: ignore[method-assign]
-    model.train = timed("train", model.train)  # type: ignore[method-assign]
+    timers = time_phases(model)
     t0, cpu0 = time.perf_counter(), time.process_time()
     model.learn(steps)
     learn_s, learn_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
@@ -108,6 +96,26 @@ def run_card(row: str, steps: int, sb3_epochs: int, threads: int, seed: int | No
         "peak_rss_mb": peak_rss_mib(),
         "warnings": sorted({str(w.message)[:160] for w in caught}),
     }
+
+
+def time_phases(model: Any) -> dict[str, float]:
+    """Wrap the algorithm's ``collect_rollouts`` and ``train``: the returned dict sums their seconds."""
+    import time
+
+    timers = {"rollout": 0.0, "train": 0.0}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timers[name] += time.perf_counter() - t0
+        return wrapper
+
+    model.collect_rollouts = timed("rollout", model.collect_rollouts)
+    model.train = timed("train", model.train)
+    return timers
 
 
 def run_readme_snippet(steps: int, seed: int | None, started: float) -> dict[str, Any]:
@@ -132,12 +140,13 @@ def run_readme_snippet(steps: int, seed: int | None, started: float) -> dict[str
                                                 base.max_new_tokens))
     construct_s = time.perf_counter() - started
     rss_built = current_rss_mib()
+    timers = time_phases(model)
     t0, cpu0 = time.perf_counter(), time.process_time()
     model.learn(steps)
     learn_s, learn_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     return {"row": "readme-sb3", "buffer": type(model.rollout_buffer).__name__, "tokens": int(model.num_timesteps),
-            "construct_s": construct_s, "learn_s": learn_s, "learn_cpu_s": learn_cpu_s, "rollout_s": float("nan"),
-            "update_s": float("nan"), "epochs": 1, "learn_s_at_10_epochs": learn_s, "threads": th.get_num_threads(),
+            "construct_s": construct_s, "learn_s": learn_s, "learn_cpu_s": learn_cpu_s, "rollout_s": timers["rollout"],
+            "update_s": timers["train"], "epochs": 1, "learn_s_at_10_epochs": learn_s, "threads": th.get_num_threads(),
             "rss_before_learn_mb": rss_built, "peak_rss_mb": peak_rss_mib(), "warnings": []}
 
 

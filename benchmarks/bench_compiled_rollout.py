@@ -177,7 +177,7 @@ def measure(lm: Any, tok: Any, n_envs: int, P: int, T: int, device: str, dtype: 
         step_best: dict[str, float] = {}
         for _ in range(max(1, repeats)):
             for name, ppo in ppos.items():  # the same state objects (and compiled step) the rollouts used
-                s = step_seconds(ppo.policy._state("policy", ppo.policy.backend), ids, mask, T, sync)
+                s = step_seconds(ppo.policy.decode_state("policy", ppo.policy.backend), ids, mask, T, sync)
                 step_best[name] = min(step_best.get(name, float("inf")), s)
         for name, s in step_best.items():
             result[f"{name}_step_us"] = 1e6 * s

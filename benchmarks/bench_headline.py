@@ -4,13 +4,13 @@ for the same wall time, with the claim checked.
     python benchmarks/bench_headline.py [--seeds 0,1,2] [--out runs/headline] [--keep] [-- any text-envs train flags]
     python benchmarks/bench_headline.py -- --threads 1     # the README's table
 
-Each seed runs ``text-envs train --compare-supervised --seed S`` (the main job's defaults: PPO on
-TextContinuation-v0, the shipped model, VADER's positive sentiment as the reward, the KL penalty to the start
-model), one after the other (with the main job's thread count unless ``-- --threads N``), and prints per metric the
-start, PPO and the supervised run as mean ± sample standard deviation over seeds. Then the claim of issue 12, for
-the task reward
-(greedy and sampled): RL's gain over the start is at least 5 seed standard deviations and larger than the
-supervised run's gain, at a KL to the start no larger than the supervised run's.
+Each seed runs ``text-envs train --compare-supervised --seed S`` (the main job's defaults: RLOO on
+TextContinuation-v0, ``-- --algo ppo`` for the earlier PPO; the shipped model, VADER's positive sentiment as the
+reward, the KL penalty to the start model), one after the other (with the main job's thread count unless ``--
+--threads N``), and prints per metric the start, the trained and the supervised run as mean ± sample standard
+deviation over seeds. Then the claim, for the task reward (greedy and sampled): RL's gain over the start is at
+least 5 seed standard deviations and larger than the supervised run's gain, at a KL to the start no larger than
+the supervised run's.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def main() -> None:
             sys.exit(f"seed {seed}: text-envs train exited with {code}")
         result = json.loads((out / "results.json").read_text())
         results.append(result)
-        print(f"seed {seed}: {time.time() - t0:.0f} s, PPO training {result['train_seconds']:.0f} s, "
-              f"{result['tokens']:,} tokens", flush=True)
+        print(f"seed {seed}: {time.time() - t0:.0f} s, {result['config']['algo']} training "
+              f"{result['train_seconds']:.0f} s, {result['tokens']:,} tokens", flush=True)
 
     from text_envs_app.config import TrainConfig
 

@@ -133,7 +133,7 @@ def time_update(model) -> tuple[float, float, float]:
     for data in buf.get(model.batch_size):
         batch = data.observations
         episodes.append(batch.num_episodes)
-        logits, _, _ = policy._episode_outputs(batch)
+        logits, _, _ = policy.episode_outputs(batch)
         loss = th.nn.functional.cross_entropy(logits.float(), data.actions.long().flatten())
         opt.zero_grad()
         loss.backward()

@@ -6,7 +6,7 @@
 Every engine trains from the same start model with the same settings that ``text-envs train`` gives it (the KL
 penalty to the start model, the greedy per-prompt baseline where the task scores texts, one gradient step per
 batch of ``--n-envs x --n-steps`` tokens): SB3 through ``text_envs_app.engines.sb3.build_model`` (what
-``text-envs train`` runs), RLlib through ``text_envs_app.rllib_train.rllib_config`` (what ``--engine rllib`` runs).
+``text-envs train`` runs), RLlib through ``text_envs_app.engines.rllib.rllib_config`` (what ``--engine rllib`` runs).
 Printed:
 
 1. **Whole-training throughput**: generated tokens per second over ``--iterations`` batches after one warm-up
@@ -185,7 +185,7 @@ def run_rllib(args: argparse.Namespace, algo_name: str, runners: int) -> dict[st
     import ray
     from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
 
-    from text_envs_app.rllib_train import rllib_config
+    from text_envs_app.engines.rllib import rllib_config
 
     cfg = dataclasses.replace(base_config(args), engine="rllib", algo=algo_name, num_env_runners=runners)
     rollout = cfg.n_envs * cfg.n_steps

@@ -7,9 +7,10 @@
                                                                 # the shipped model
 
 Each row runs the issue's command ``text-envs train --env TextCopy-v0 --steps 4096 --threads N`` (plus
-``--model`` for a bigger model) in a fresh process with ``OMP_WAIT_POLICY`` as given ("unset": the variable
-removed, torch's and OpenMP's own default), while ``--load`` background processes each keep one core busy (a
-one-thread NumPy matmul loop, as another job on a shared machine). Printed: tokens/s of the training phase
+``--model`` for a bigger model) in a fresh process with ``OMP_WAIT_POLICY`` as given ("unset": OpenMP's own
+default, passed as an empty value, since ``text-envs`` sets PASSIVE when the variable is missing), while
+``--load`` background processes each keep one core busy (a one-thread NumPy matmul loop, as another job on a shared
+machine). Printed: tokens/s of the training phase
 (``results.json``: ``tokens / train_seconds``) and the wall time of the whole command; the machine's load
 average before and after is printed too: other work on it counts as load.
 """
@@ -68,7 +69,9 @@ def run(threads: int, wait: str, steps: int, model: str | None, out: str) -> dic
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
     if wait == "unset":
-        env.pop("OMP_WAIT_POLICY", None)
+        # text-envs sets PASSIVE when the variable is unset; an empty value is kept by its setdefault and read by
+        # libgomp (torch's OpenMP) as invalid, so OpenMP's own default applies (libgomp prints one warning line)
+        env["OMP_WAIT_POLICY"] = ""
     else:
         env["OMP_WAIT_POLICY"] = wait
     cmd = ["text-envs", "train", "--env", "TextCopy-v0", "--steps", str(steps), "--threads", str(threads),

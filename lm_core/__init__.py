@@ -2,11 +2,15 @@
 
 What every adapter (``sb3_ext`` for Stable-Baselines3, an RLlib one beside it) needs around a Hugging Face
 language model used as a token-by-token policy, with no training engine imported (no stable_baselines3,
-sb3_contrib or ray; ``tests/test_layers.py`` checks it):
+sb3_contrib or ray; ``tests/test_layout.py`` checks it):
 
-* ``lm_core.backends``: :func:`load_model`, :func:`tiny_t5_config`, :func:`default_model`, :func:`make_backend`
-  (teacher-forced forwards and the per-row decode cache :class:`~lm_core.backends.DecodeState`),
-  :func:`greedy_baseline`;
+* ``lm_core.actor_critic``: :class:`LMActorCritic`, the language model as an actor-critic over tokens that SB3's
+  ``LLMPolicy`` and RLlib's ``LMRLModule`` share (next-token outputs through the decode cache, teacher-forced
+  episode outputs, the value head, the frozen reference: :func:`frozen_copy`);
+* ``lm_core.observations``: the observation contract (:func:`check_token_spaces`, :func:`check_observation`);
+* ``lm_core.loading``: :func:`load_model`, :func:`tiny_t5_config`, :func:`default_model`, :func:`greedy_baseline`;
+* ``lm_core.backends``: :func:`make_backend` (teacher-forced forwards and the incremental step);
+  ``lm_core.decode_state``: the per-row decode cache :class:`~lm_core.decode_state.DecodeState`;
 * ``lm_core.static_cache``: the preallocated, ``torch.compile``-able decode cache;
 * ``lm_core.episodes``: :class:`EpisodeBatch` and the teacher-forced per-episode log-probs and outputs;
 * ``lm_core.sampling``: :func:`sample_tokens`, :func:`distribution_logits` (temperature, frozen top-k/top-p
@@ -25,6 +29,12 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "LMActorCritic",
+    "frozen_copy",
+    "check_token_spaces",
+    "check_observation",
+    "ObservationSpaceError",
+    "sequence_kl",
     "load_model",
     "tiny_t5_config",
     "default_model",
@@ -51,14 +61,20 @@ __all__ = [
 ]
 
 _WHERE = {
-    "load_model": "backends",
-    "tiny_t5_config": "backends",
-    "default_model": "backends",
+    "LMActorCritic": "actor_critic",
+    "frozen_copy": "actor_critic",
+    "check_token_spaces": "observations",
+    "check_observation": "observations",
+    "ObservationSpaceError": "observations",
+    "sequence_kl": "kl",
+    "load_model": "loading",
+    "tiny_t5_config": "loading",
+    "default_model": "loading",
     "make_backend": "backends",
-    "ModelLoadError": "backends",
+    "ModelLoadError": "loading",
     "LMBackend": "backends",
-    "DecodeState": "backends",
-    "greedy_baseline": "backends",
+    "DecodeState": "decode_state",
+    "greedy_baseline": "loading",
     "StaticDecodeState": "static_cache",
     "EpisodeBatch": "episodes",
     "teacher_forced_outputs": "episodes",

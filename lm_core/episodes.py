@@ -18,10 +18,34 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from torch.utils.checkpoint import checkpoint
 
 from .backends import LMBackend
 
-__all__ = ["EpisodeBatch", "OBS_KEYS", "teacher_forced_outputs", "trimmed_tokens", "sequence_log_probs"]
+#: bytes of activations one teacher-forced forward with gradients may keep for the backward pass on a CPU
+#: (estimated by :func:`episode_activation_bytes`) before :func:`teacher_forced_outputs` splits its episodes into
+#: chunks that are recomputed in the backward pass (docs/guides/performance.md, "Memory"). The estimate is low
+#: (the backward holds activation gradients beside them): 64 MiB peaked at 851 MB against 1,076 MB at 128 MiB and
+#: 1,312 MB in one forward (16 envs x 32 steps of TextSummarization-v0, the shipped T5), for 1.6 s of update CPU
+#: time against 1.7 s and 1.5 s (RESULTS.md section 11). On a GPU the default is one forward (fused attention
+#: keeps no scores, and chunks cost kernel launches).
+CPU_ACTIVATION_BUDGET = 64 * 2**20
+#: with ``activation_budget="auto"``, a minibatch is chunked only when its one forward's estimate exceeds this: the
+#: recomputation costs one more forward of the update: +33% of its CPU time at 64-token prompts (estimate 102 MiB),
+#: where chunks saved 58 MB; +7% at 190-token prompts (estimate 372 MiB), where they saved 460 MB (RESULTS.md 11)
+CPU_CHUNK_TRIGGER = 256 * 2**20
+
+__all__ = [
+    "EpisodeBatch",
+    "OBS_KEYS",
+    "CPU_ACTIVATION_BUDGET",
+    "CPU_CHUNK_TRIGGER",
+    "teacher_forced_outputs",
+    "trimmed_tokens",
+    "sequence_log_probs",
+    "episode_activation_bytes",
+    "activation_chunks",
+]
 
 #: the text_envs observation keys (the Dict space every text env has)
 OBS_KEYS = ("prompt_ids", "prompt_mask", "generated_ids", "generated_mask")
@@ -141,21 +165,175 @@ class EpisodeBatch:
 
 
 def teacher_forced_outputs(
-    backend: LMBackend, batch: EpisodeBatch, tokens: th.Tensor | None = None
+    backend: LMBackend,
+    batch: EpisodeBatch,
+    tokens: th.Tensor | None = None,
+    activation_budget: int | str | None = "auto",
 ) -> tuple[th.Tensor, th.Tensor]:
     """One teacher-forced forward per episode; the logits (N, V) and hidden states (N, H) at the batch's outputs.
+
+    With gradients on and more estimated activations than ``activation_budget`` (:func:`episode_activation_bytes`),
+    the episodes run in chunks under activation checkpointing (:func:`torch.utils.checkpoint.checkpoint`): the
+    backward pass recomputes one chunk at a time, so at most about one chunk's activations are held instead of the
+    whole minibatch's, for one more forward. Chunks group episodes of similar prompt width (less padding). The
+    outputs and gradients are those of the single forward to float error.
 
     :param backend: the model's backend (:func:`lm_core.backends.make_backend`)
     :param batch: the episodes and the output positions
     :param tokens: the episodes' tokens already cut to the last output position (:func:`trimmed_tokens`); ``None``
         cuts ``batch.tokens`` here (one device sync)
+    :param activation_budget: bytes; ``"auto"``: :data:`CPU_ACTIVATION_BUDGET` on a CPU when the one forward's
+        estimate exceeds :data:`CPU_CHUNK_TRIGGER`, none on other devices; ``None``: always one forward
     :return: ``logits[i]`` and ``hidden[i]`` are the model's outputs after ``out_pos[i]`` generated tokens of
         episode ``out_episode[i]``, i.e. the distribution of the token taken there
     """
     if tokens is None:
         tokens = trimmed_tokens(batch)
-    with backend.outputs_at((batch.out_episode, batch.out_pos)):  # the LM head at the outputs only
-        return backend.forward_sequences(batch.prompt_ids, batch.prompt_mask, tokens)  # (N, V), (N, H)
+    auto = activation_budget == "auto"
+    if auto:
+        activation_budget = CPU_ACTIVATION_BUDGET if tokens.device.type == "cpu" else None
+    if activation_budget is not None and not isinstance(activation_budget, int):
+        raise ValueError(f"expected activation_budget to be a number of bytes, 'auto' or None, got {activation_budget!r}")
+    if activation_budget is None or not th.is_grad_enabled() or batch.num_episodes < 2:
+        return _outputs_at(backend, batch.prompt_ids, batch.prompt_mask, tokens, batch.out_episode, batch.out_pos)
+    widths = batch.prompt_mask.sum(1).cpu().numpy()  # sync: real prompt tokens per episode
+    out_episode, out_pos = batch.out_episode.cpu().numpy(), batch.out_pos.cpu().numpy()
+    last = np.full(batch.num_episodes, -1, dtype=np.int64)
+    np.maximum.at(last, out_episode, out_pos)  # the last output position of each episode
+    element_size = next(backend.model.parameters()).element_size()  # the activations' dtype is the model's
+    chunks = activation_chunks(backend.config, widths, last + 1, activation_budget, element_size)
+    one_forward = batch.num_episodes * episode_activation_bytes(  # padded to the widest prompt, longest text
+        backend.config, int(widths.max()), int(last.max()) + 1, element_size)
+    if len(chunks) == 1 or (auto and CPU_CHUNK_TRIGGER is not None and one_forward <= CPU_CHUNK_TRIGGER):
+        return _outputs_at(backend, batch.prompt_ids, batch.prompt_mask, tokens, batch.out_episode, batch.out_pos)
+    dev = tokens.device
+    local = np.empty(batch.num_episodes, dtype=np.int64)  # an episode's row inside its chunk
+    chunk_of = np.empty(batch.num_episodes, dtype=np.int64)
+    for c, rows in enumerate(chunks):
+        local[rows], chunk_of[rows] = np.arange(len(rows)), c
+    kernels = _SameAttentionKernels()
+    picked, logits, hidden = [], [], []
+    for c, rows in enumerate(chunks):
+        outputs = np.flatnonzero(chunk_of[out_episode] == c)
+        if outputs.size == 0:
+            continue
+        r = th.as_tensor(rows, device=dev)
+        length = int(out_pos[outputs].max()) + 1
+        lg, h = checkpoint(
+            _outputs_at, backend, batch.prompt_ids[r], batch.prompt_mask[r], tokens[r, :length],
+            th.as_tensor(local[out_episode[outputs]], device=dev), th.as_tensor(out_pos[outputs], device=dev),
+            use_reentrant=False, context_fn=lambda: (contextlib.nullcontext(), kernels),
+        )
+        picked.append(outputs)
+        logits.append(lg)
+        hidden.append(h)
+    order = th.as_tensor(np.argsort(np.concatenate(picked)), device=dev)  # back to the batch's output order
+    return th.cat(logits)[order], th.cat(hidden)[order]
+
+
+def _outputs_at(
+    backend: LMBackend, prompt_ids: th.Tensor, prompt_mask: th.Tensor, tokens: th.Tensor, out_episode: th.Tensor,
+    out_pos: th.Tensor,
+) -> tuple[th.Tensor, th.Tensor]:
+    with backend.outputs_at((out_episode, out_pos)):  # the LM head at the outputs only
+        return backend.forward_sequences(prompt_ids, prompt_mask, tokens)  # (N, V), (N, H)
+
+
+class _SameAttentionKernels:
+    """A reusable context that re-enables the scaled-dot-product attention kernels enabled when it was made: a
+    checkpointed chunk is recomputed in the backward pass (once per backward, twice in a double backward),
+    outside the caller's ``sdpa_kernel`` context (e.g. the "math" kernel a double backward needs), and must run
+    the same kernel again."""
+
+    def __init__(self) -> None:
+        from torch.nn.attention import SDPBackend
+
+        flags = {
+            SDPBackend.MATH: th.backends.cuda.math_sdp_enabled(),
+            SDPBackend.FLASH_ATTENTION: th.backends.cuda.flash_sdp_enabled(),
+            SDPBackend.EFFICIENT_ATTENTION: th.backends.cuda.mem_efficient_sdp_enabled(),
+            SDPBackend.CUDNN_ATTENTION: th.backends.cuda.cudnn_sdp_enabled(),
+        }
+        self.enabled = [kernel for kernel, on in flags.items() if on]
+        self._active: list[Any] = []
+
+    def __enter__(self) -> None:
+        from torch.nn.attention import sdpa_kernel
+
+        self._active.append(sdpa_kernel(self.enabled))
+        self._active[-1].__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._active.pop().__exit__(*exc)
+
+
+def episode_activation_bytes(config: Any, prompt_width: int, length: int, element_size: int = 4) -> int:
+    """A rough estimate of the activations a teacher-forced forward of one episode keeps for its backward pass.
+
+    Per layer: the attention's scores, probabilities and their bias or gradient (``3 x heads x queries x keys``)
+    and the feed-forward and projection activations (``(6 H + 2 FF)`` per token); a seq2seq model's encoder reads
+    the prompt, its decoder the generated tokens (self- and cross-attention), a causal model both in one sequence.
+    It sizes the chunks of :func:`teacher_forced_outputs` (a T5 at 190 prompt tokens is dominated by the
+    quadratic attention term, which the token count alone would miss).
+
+    :param config: the model's Hugging Face config
+    :param prompt_width: real prompt tokens ``W``
+    :param length: generated positions ``L`` run through the model
+    :param element_size: bytes per activation (the model's dtype)
+    """
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0) or 768)
+    heads = int(getattr(config, "num_attention_heads", 0) or 1)
+    ff = int(getattr(config, "intermediate_size", 0) or getattr(config, "d_ff", 0) or getattr(config, "n_inner", 0)
+             or 4 * hidden)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 1)
+
+    def attention(queries: int, keys: int) -> int:
+        return 3 * heads * queries * keys
+
+    def feed_forward(n: int) -> int:
+        return n * (6 * hidden + 2 * ff)
+
+    W, L = int(prompt_width), int(length)
+    if getattr(config, "is_encoder_decoder", False):
+        decoder_layers = int(getattr(config, "num_decoder_layers", 0) or getattr(config, "decoder_layers", 0) or layers)
+        cells = layers * (attention(W, W) + feed_forward(W)) + decoder_layers * (
+            attention(L, L) + attention(L, W) + feed_forward(L))
+    else:
+        cells = layers * (attention(W + L, W + L) + feed_forward(W + L))
+    return cells * element_size
+
+
+def activation_chunks(
+    config: Any, widths: np.ndarray, lengths: np.ndarray, budget: int, element_size: int = 4
+) -> list[np.ndarray]:
+    """Episodes grouped into chunks of at most ``budget`` estimated activation bytes (at least one episode each).
+
+    Episodes are sorted by prompt width first, so a chunk's episodes pad to similar widths.
+
+    :param config: the model's Hugging Face config (:func:`episode_activation_bytes`)
+    :param widths: (E,) real prompt tokens per episode
+    :param lengths: (E,) generated positions each episode runs through the model
+    :param budget: bytes per chunk
+    :return: episode indices, one array per chunk, covering every episode once
+    """
+    if budget < 1:
+        raise ValueError(f"expected an activation budget of at least 1 byte, got {budget}")
+    order = np.argsort(widths, kind="stable")
+    chunks: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        stop, longest = start + 1, int(lengths[order[start]])
+        # a chunk pads to its widest prompt and longest text: n episodes cost n times one of that size
+        while stop < len(order):
+            longest_with = max(longest, int(lengths[order[stop]]))
+            cost = (stop + 1 - start) * episode_activation_bytes(config, int(widths[order[stop]]), longest_with,
+                                                                 element_size)
+            if cost > budget:
+                break
+            stop, longest = stop + 1, longest_with
+        chunks.append(order[start:stop])
+        start = stop
+    return chunks
 
 
 def trimmed_tokens(batch: EpisodeBatch) -> th.Tensor:

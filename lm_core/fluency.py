@@ -82,7 +82,7 @@ def sequence_nll(
                 total -= float(logp[mask].sum())
                 count += int(mask.sum())
     finally:
-        backend._hook.remove()  # the backend hooks the LM head; leave the model as it was given
+        backend.remove_hook()  # the backend hooks the LM head; leave the model as it was given
         model.train(was_training)
     return total, count
 

@@ -19,7 +19,7 @@ import torch as th
 from text_envs.errors import TextEnvsError, unknown_name
 
 __all__ = [
-    "kl_estimate", "FixedKLController", "AdaptiveKLController", "make_kl_controller", "KL_ESTIMATORS",
+    "kl_estimate", "sequence_kl", "FixedKLController", "AdaptiveKLController", "make_kl_controller", "KL_ESTIMATORS",
     "DEFAULT_INIT_KL_COEF",
 ]
 
@@ -43,6 +43,20 @@ def kl_estimate(log_prob: th.Tensor, ref_log_prob: th.Tensor, estimator: str = "
     if estimator == "k3":
         return th.expm1(log_ratio) - log_ratio
     raise unknown_name("KL estimator", estimator, KL_ESTIMATORS)
+
+
+def sequence_kl(logits: th.Tensor, reference_logits: th.Tensor) -> th.Tensor:
+    """KL(pi || ref) of a text, exact over the vocabulary: ``sum_t sum_v pi(v|s_t) (log pi(v|s_t) - log ref(v|s_t))``
+    along its positions (the sampled-token estimators above estimate each term from one token).
+
+    :param logits: (L, V) (or (E, L, V): the sum runs over all) the policy's distribution logits at each position
+        of the text (after its temperature)
+    :param reference_logits: the reference's, transformed the same way
+    :return: a scalar tensor (nats per text, or summed over the texts)
+    """
+    logp = th.log_softmax(logits, -1)
+    logq = th.log_softmax(reference_logits, -1)
+    return (logp.exp() * (logp - logq)).sum()
 
 
 class FixedKLController:

@@ -10,7 +10,7 @@ from torch import nn
 
 from text_envs.errors import TextEnvsError
 
-__all__ = ["LoraReference", "merge_lora_adapters"]
+__all__ = ["LoraReference", "merge_lora_adapters", "apply_lora"]
 
 
 class LoraReference(nn.Module):
@@ -72,3 +72,13 @@ def merge_lora_adapters(peft_model: nn.Module) -> None:
                     module.lora_B[name].bias.zero_()
             else:
                 module.lora_embedding_B[name].zero_()
+
+
+def apply_lora(lm: nn.Module, lora: Any) -> nn.Module:
+    """``lm`` with LoRA adapters (only they train): ``lora`` is a ``peft.LoraConfig`` or its kwargs as a dict."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:  # pragma: no cover - peft is installed here
+        raise TextEnvsError("lora=... needs peft: pip install peft") from e
+    config = lora if isinstance(lora, LoraConfig) else LoraConfig(**dict(lora))
+    return get_peft_model(lm, config)

@@ -1,6 +1,6 @@
 """A static (preallocated) KV cache per env row and a decode step that ``torch.compile`` can capture.
 
-:class:`StaticDecodeState` is a drop-in replacement for :class:`~lm_core.backends.DecodeState` (same call, same
+:class:`StaticDecodeState` is a drop-in replacement for :class:`~lm_core.decode_state.DecodeState` (same call, same
 row classification, same per-row refill on an auto-reset) whose tensors never change shape or address:
 
 * the self-attention cache of every layer is a transformers ``StaticLayer`` of ``S = span + slack`` slots,
@@ -32,7 +32,9 @@ import torch as th
 
 from text_envs.errors import TextEnvsError
 
-from .backends import DecodeState, LMBackend, ModelLoadError, _check_plain_layers, _self_layers
+from .backends import LMBackend
+from .decode_state import DecodeState, has_plain_layers, self_attention_layers
+from .loading import ModelLoadError
 
 __all__ = ["StaticDecodeState", "COMPILE_CHOICES", "check_compile_option"]
 
@@ -61,7 +63,7 @@ class _Slots:
 
 
 class StaticDecodeState(DecodeState):
-    """:class:`~lm_core.backends.DecodeState` over a static KV cache, with an optionally compiled step.
+    """:class:`~lm_core.decode_state.DecodeState` over a static KV cache, with an optionally compiled step.
 
     :param backend: the model's backend
     :param compile: ``False``/``"static"``: eager step; ``True``: ``torch.compile`` (``"reduce-overhead"`` on
@@ -109,7 +111,7 @@ class StaticDecodeState(DecodeState):
         """Allocate the static buffers for the current shape from the structure of a prefill cache."""
         from transformers.cache_utils import Cache, EncoderDecoderCache, StaticLayer
 
-        if not _check_plain_layers(cache):
+        if not has_plain_layers(cache):
             raise ModelLoadError(
                 "this model's KV cache is not a plain DynamicCache (sliding-window or static layers): the static "
                 "cache cannot hold it; use compile=False (or use_cache=False)"
@@ -129,7 +131,7 @@ class StaticDecodeState(DecodeState):
                 out.append(layer)
             return out
 
-        self_layers = static_layers(_self_layers(cache), S)
+        self_layers = static_layers(self_attention_layers(cache), S)
         if hasattr(cache, "self_attention_cache"):
             cross_ref = cache.cross_attention_cache.layers
             cross = static_layers(cross_ref, int(cross_ref[0].keys.shape[2]))
@@ -145,7 +147,7 @@ class StaticDecodeState(DecodeState):
 
     def _set_pointer(self, L: int) -> None:
         self._cur.L = L
-        for layer in _self_layers(self.cache):
+        for layer in self_attention_layers(self.cache):
             layer.cumulative_length.fill_(L)
 
     def _write_rows(self, rows: th.Tensor, cache: Any, extra: th.Tensor | None, new_mask: th.Tensor) -> None:
@@ -154,7 +156,7 @@ class StaticDecodeState(DecodeState):
         L = self._cur.L
         if n0 > L:  # cannot happen: L >= span >= any prefill
             raise AssertionError(f"static cache: a prefill of {n0} slots does not fit before the pointer {L}")
-        for layer, fresh in zip(_self_layers(self.cache), _self_layers(cache)):
+        for layer, fresh in zip(self_attention_layers(self.cache), self_attention_layers(cache)):
             layer.keys[rows, :, L - n0 : L] = fresh.keys.to(layer.keys.dtype)
             layer.values[rows, :, L - n0 : L] = fresh.values.to(layer.values.dtype)
         self.mask[rows] = 0
@@ -175,7 +177,7 @@ class StaticDecodeState(DecodeState):
         if cur is None or cur.L < cur.S:
             return
         span, L = cur.span, cur.L
-        for layer in _self_layers(self.cache):
+        for layer in self_attention_layers(self.cache):
             layer.keys[:, :, :span] = layer.keys[:, :, L - span : L].clone()
             layer.values[:, :, :span] = layer.values[:, :, L - span : L].clone()
         self.mask[:, :span] = self.mask[:, L - span : L].clone()
@@ -199,11 +201,11 @@ class StaticDecodeState(DecodeState):
         else:
             kw: dict[str, Any] = dict(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                                       use_cache=True, **{backend.cache_kw: self.cache})
-            if backend._keep_kw is not None:
-                kw[backend._keep_kw] = 1
+            if backend.keep_logits_kw is not None:
+                kw[backend.keep_logits_kw] = 1
             out = backend.model(**kw)
             logits, hidden = out.logits, backend.take_hidden()
-        return backend._slice(logits[:, -1]), hidden[:, -1]
+        return backend.vocab_slice(logits[:, -1]), hidden[:, -1]
 
     def _compiled(self) -> Callable:
         cur = self._cur
@@ -216,8 +218,7 @@ class StaticDecodeState(DecodeState):
                 # one graph per (state, shape): every policy, value or mask state and every batch size (rollout
                 # n_envs, a predict on one observation) is an entry of the same code object; dynamo's default of
                 # 8 would silently fall back to eager after the 8th
-                import torch._dynamo.config as dynamo_config
-
+                dynamo_config = th._dynamo.config  # torch loads its _dynamo package on first access
                 if dynamo_config.recompile_limit < 64:
                     dynamo_config.recompile_limit = 64
                 cur.step_fn = th.compile(self._raw_step, mode=mode, dynamic=False)

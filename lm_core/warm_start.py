@@ -8,9 +8,10 @@ The examples come from a text env (a gymnasium env; its ``unwrapped`` is used) o
 same arrays as the observation) and ``tokenizer``; the target is the first reference tokenized by that tokenizer
 without special tokens (no BOS), then EOS, cut to the token budget ``T``.
 
-The policy is any module with the language-model policy's teacher-forced interface (``sb3_ext.LLMPolicy`` has
-it): ``T``, ``device``, ``named_parameters()``, ``set_training_mode(bool)``, ``_attention_context()``,
-``_episode_outputs(EpisodeBatch) -> (logits, hidden, mask_logits)``, ``distribution_logits(logits)``,
+The policy is any module with the language-model policy's teacher-forced interface (an
+:class:`lm_core.actor_critic.LMActorCritic` such as ``sb3_ext.LLMPolicy`` has
+it): ``T``, ``device``, ``named_parameters()``, ``set_training_mode(bool)``, ``attention_context()``,
+``episode_outputs(EpisodeBatch) -> (logits, hidden, mask_logits)``, ``distribution_logits(logits)``,
 ``reset_cache()`` and ``update_reference()``. No training engine is imported here.
 """
 
@@ -141,8 +142,8 @@ def warm_start(
                 out_pos=th.as_tensor(np.concatenate([np.arange(n) for n in lens]), device=device),
             )
             targets = batch.tokens[batch.out_episode, batch.out_pos]
-            with policy._attention_context():
-                logits, _, _ = policy._episode_outputs(batch)  # (N, V)
+            with policy.attention_context():
+                logits, _, _ = policy.episode_outputs(batch)  # (N, V)
             log_probs = policy.distribution_logits(logits).log_softmax(-1)
             loss = -log_probs.gather(-1, targets[:, None]).mean()
             optimizer.zero_grad()

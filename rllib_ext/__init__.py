@@ -244,9 +244,10 @@ def save_pretrained(algo_or_module: Any, path: str | os.PathLike, tokenizer: Any
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.core import DEFAULT_MODULE_ID
 
+    from lm_core.actor_critic import frozen_copy
     from text_envs.errors import TextEnvsError
 
-    from .module import LMRLModule, _frozen_copy, as_tensors
+    from .module import LMRLModule, as_tensors
 
     if isinstance(algo_or_module, LMRLModule):
         module, weights = algo_or_module, None
@@ -263,7 +264,7 @@ def save_pretrained(algo_or_module: Any, path: str | os.PathLike, tokenizer: Any
             tokenizer = gym.make(cfg["env_id"], **cfg.get("env_kwargs", {})).unwrapped.tokenizer
     else:
         raise TextEnvsError(f"expected an RLlib Algorithm or an LMRLModule, got {type(algo_or_module).__name__}")
-    lm = _frozen_copy(module.model)
+    lm = frozen_copy(module.model)
     if weights is not None:  # the learner's weights: the runners' copy may lag an asynchronous update
         lm.load_state_dict(as_tensors(weights, prefix="model."))
     os.makedirs(path, exist_ok=True)

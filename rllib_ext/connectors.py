@@ -23,6 +23,8 @@ import torch as th
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 
+from lm_core.kl import kl_estimate
+
 __all__ = ["TokenKLPenalty", "KL_METRIC"]
 
 #: the learner metric (per module) holding the batch's mean per-token KL estimate to the start model
@@ -52,7 +54,7 @@ class TokenKLPenalty(ConnectorV2):
                 continue
             ref = module.reference_log_probs(data)  # (N,) on the module's device
             logp = th.as_tensor(data[Columns.ACTION_LOGP]).to(ref.device).float()
-            kl = logp - ref  # (N,) k1 estimate per token
+            kl = kl_estimate(logp, ref, "k1")  # (N,) log pi(a) - log ref(a) per token
             if Columns.LOSS_MASK in data:
                 kl = kl * th.as_tensor(data[Columns.LOSS_MASK]).to(kl.device).float()
             rewards = data[Columns.REWARDS]

@@ -6,8 +6,8 @@ it, ``P`` prompt length, ``T`` generated length, ``V`` vocabulary (``action_spac
 How RLlib drives it:
 
 * **Env runners** call ``forward_exploration`` (``forward_inference`` for greedy evaluation) once per token for the
-  ``B`` envs of the runner. The module keeps a private per-row KV cache (:class:`lm_core.backends.DecodeState`, the
-  one SB3's ``LLMPolicy`` uses), so a step costs one decoder token. The cache is *not* RLlib module "state" (RLlib
+  ``B`` envs of the runner. The module keeps a private per-row KV cache (:class:`lm_core.decode_state.DecodeState`,
+  the one SB3's ``LLMPolicy`` uses), so a step costs one decoder token. The cache is *not* RLlib module "state" (RLlib
   writes that into every episode step): it lives in the module object of each runner and is dropped whenever
   :meth:`set_state` loads new weights. The module samples the token itself (:func:`lm_core.sampling.sample_tokens`)
   and returns ``actions`` and ``action_logp`` only: an episode stores 8 bytes per step for them, beside the
@@ -25,7 +25,8 @@ How RLlib drives it:
   or runs its own teacher-forced pass without gradient (GAE's and V-trace's bootstrap values).
 * APPO's target network (``TargetNetworkAPI``) is a frozen copy of the LM, read teacher-forced the same way.
 
-The distribution is the SB3 policy's (:func:`lm_core.sampling.distribution_logits`): logits over ``temperature``,
+The model work is :class:`lm_core.actor_critic.LMActorCritic`'s, shared with SB3's ``LLMPolicy``; so is the
+distribution (:func:`lm_core.sampling.distribution_logits`): logits over ``temperature``,
 optionally restricted to the top-k tokens of the frozen start model (the taken token always kept in the support
 during updates). The frozen start model (``reference_model``) also gives the reference log-probs of the KL penalty
 (:meth:`reference_log_probs`, called by :class:`rllib_ext.connectors.TokenKLPenalty` on the learner).
@@ -40,23 +41,22 @@ trunk; ``"shared"``: it does), ``value_lr_scale`` (the value head's output multi
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any
 
-import numpy as np
 import torch as th
-from gymnasium import spaces
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from lm_core.backends import DecodeState, LMBackend, make_backend
-from lm_core.episodes import OBS_KEYS, EpisodeBatch, sequence_log_probs, teacher_forced_outputs, trimmed_tokens
+from lm_core.actor_critic import LMActorCritic, check_model_vocabulary, check_sampling_options, frozen_copy
+from lm_core.backends import LMBackend, make_backend
+from lm_core.episodes import EpisodeBatch, teacher_forced_outputs, trimmed_tokens
+from lm_core.observations import check_token_spaces, observation_parts
 from lm_core.sampling import distribution_logits, sample_tokens
-from text_envs.errors import TextEnvsError, TokenizerMismatchError, unknown_name
+from text_envs.errors import TextEnvsError, unknown_name
 
 from .env import start_model
 
@@ -78,20 +78,6 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
 _FROZEN = ("reference_model.", "_target_model.")
 
 
-def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> tuple[int, int, int]:
-    fix = "LMRLModule reads text_envs observations (docs/ARCHITECTURE.md): make the env with text_envs"
-    if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in OBS_KEYS):
-        got = list(observation_space.spaces) if isinstance(observation_space, spaces.Dict) else observation_space
-        raise TextEnvsError(f"expected a Dict observation space with keys {list(OBS_KEYS)}, got {got}. {fix}")
-    for key in OBS_KEYS:
-        sp = observation_space[key]
-        if not isinstance(sp, spaces.Box) or len(sp.shape) != 1 or not np.issubdtype(sp.dtype, np.integer):
-            raise TextEnvsError(f"expected observation {key!r} to be a 1-D integer Box, got {sp}. {fix}")
-    if not isinstance(action_space, spaces.Discrete):
-        raise TextEnvsError(f"expected a Discrete(V) action space (one token per step), got {action_space}. {fix}")
-    return observation_space["prompt_ids"].shape[0], observation_space["generated_ids"].shape[0], int(action_space.n)
-
-
 def as_tensors(state: dict[str, Any], prefix: str = "") -> dict[str, th.Tensor]:
     """A state dict of NumPy arrays (RLlib's weights) as tensors, keeping the entries under ``prefix`` (cut off).
 
@@ -102,18 +88,7 @@ def as_tensors(state: dict[str, Any], prefix: str = "") -> dict[str, th.Tensor]:
         return {k[len(prefix):]: th.as_tensor(v) for k, v in state.items() if k.startswith(prefix)}
 
 
-def _frozen_copy(model: nn.Module) -> nn.Module:
-    """A frozen deep copy without the forward hooks a backend put on the original's LM head."""
-    frozen = copy.deepcopy(model)
-    head = frozen.get_output_embeddings()
-    if head is not None:
-        head._forward_pre_hooks.clear()
-    frozen.requires_grad_(False)
-    frozen.eval()
-    return frozen
-
-
-class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnlyAPI):
+class LMRLModule(LMActorCritic, TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnlyAPI):
     """Actor-critic RLModule over a Hugging Face LM for the text envs (see the module docstring)."""
 
     # ------------------------------------------------------------------------------------------------------
@@ -123,44 +98,28 @@ class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnl
         """Build the LM (the same start weights in every process), the frozen reference and the value head."""
         # other keys are RLlib's defaults for its own models (e.g. vf_share_layers, which PPO adds): ignored
         cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
-        self.P, self.T, self.V = _check_spaces(self.observation_space, self.action_space)
+        self.P, self.T, self.V = check_token_spaces(self.observation_space, self.action_space, "LMRLModule")
         self.temperature = float(cfg["temperature"])
         self.top_k, self.top_p = cfg["top_k"], cfg["top_p"]
         self.value_mode = cfg["value_mode"]
         self.kl_coef = float(cfg["kl_coef"])
         self.value_lr_scale = float(cfg["value_lr_scale"])
-        if not self.temperature > 0:
-            raise TextEnvsError(f"expected temperature > 0, got {self.temperature}")
-        if self.top_k is not None and not (isinstance(self.top_k, int) and self.top_k >= 1):
-            raise TextEnvsError(f"expected top_k to be None or an int >= 1, got {self.top_k!r}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise TextEnvsError(f"expected top_p in (0, 1], got {self.top_p}")
+        check_sampling_options(self.temperature, self.top_k, self.top_p)
         if self.value_mode not in ("detached", "shared"):
             raise unknown_name("value_mode", self.value_mode, ("detached", "shared"))
-        self.masked = self.top_k is not None or self.top_p is not None
 
         # a config or the random default model: seeded, so every runner and learner builds the same start weights
         # (the frozen reference is never sent over the network; each process has its own identical copy)
         lm, self.tokenizer = start_model(cfg["model"], self.V, int(cfg["model_seed"]))
-        head = lm.get_output_embeddings()
-        width = int(head.weight.shape[0]) if head is not None else int(lm.config.vocab_size)
-        if width < self.V:
-            raise TokenizerMismatchError(
-                f"the model has {width} logits but the action space has V={self.V} tokens: expected at least V "
-                "logits. Use the model that goes with the env's tokenizer.")
-        # frozen copies first: a copy made after make_backend would carry the backend's hook
+        check_model_vocabulary(lm, self.V)
+        # the frozen start model: the KL reference and the top-k/top-p support (RLlib's runners keep private decode
+        # caches, lm_core's, which are not RLlib "state"); runners never compute values: GAE and V-trace do it on
+        # the learner
         needs_reference = self.masked or (self.kl_coef > 0 and not self.inference_only)
-        self.reference_model = _frozen_copy(lm) if needs_reference else None
-        self.model = lm
-        self.backend: LMBackend = make_backend(self.model, self.V)
-        self.reference_backend = make_backend(self.reference_model, self.V) if needs_reference else None
-        if not self.inference_only:  # runners never compute values: GAE and V-trace do it on the learner
-            self.value_head = nn.Linear(self.backend.hidden_size, 1)
-            nn.init.zeros_(self.value_head.weight)
-            nn.init.zeros_(self.value_head.bias)
+        self.build_actor_critic(lm, reference_model=frozen_copy(lm) if needs_reference else None,
+                                value_head=not self.inference_only)
         self._target_model: nn.Module | None = None
         self._target_backend: LMBackend | None = None
-        self._decode: dict[str, DecodeState] = {}  # the runner's private KV caches (not RLlib "state")
         self._mode: bool | None = None
         self.train(not self.inference_only)  # runners stay in eval mode: no mode switch per step
 
@@ -203,24 +162,13 @@ class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnl
             raise ValueError(f"LMRLModule.set_state: the state lacks {missing[:5]}... (an architecture mismatch)")
         self.reset_cache()
 
-    def reset_cache(self) -> None:
-        """Drop every cached rollout row (done by :meth:`set_state`; call it after changing weights by hand)."""
-        for state in self._decode.values():
-            state.reset()
-
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> LMRLModule:
-        self._decode = {}  # caches hold tensors on the old device/dtype
-        return super()._apply(fn, *args, **kwargs)
-
     # ------------------------------------------------------------------------------------------------------
     # inputs
     # ------------------------------------------------------------------------------------------------------
     def _obs_parts(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """prompt_ids (N, P), prompt_mask (N, P), generated_ids (N, T), generated count (N,), all long, on the
         model's device."""
-        dev = self.backend.model.get_output_embeddings().weight.device
-        p_ids, p_mask, g_ids, g_mask = (th.as_tensor(obs[k]).to(dev).long() for k in OBS_KEYS)
-        return p_ids, p_mask, g_ids, g_mask.sum(-1)
+        return observation_parts(obs, self.backend.model.get_output_embeddings().weight.device)
 
     def _episodes(self, batch: dict[str, Any]) -> EpisodeBatch:
         """The batch's timesteps grouped into episodes (prefix chains), one output per timestep in batch order."""
@@ -230,11 +178,6 @@ class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnl
             actions = th.as_tensor(actions).to(parts[0].device).long().reshape(-1)
         return EpisodeBatch.from_observations(*parts, actions=actions)
 
-    def _cache(self, name: str, backend: LMBackend) -> DecodeState:
-        if name not in self._decode:
-            self._decode[name] = DecodeState(backend)
-        return self._decode[name]
-
     # ------------------------------------------------------------------------------------------------------
     # env runners: one cached step per token
     # ------------------------------------------------------------------------------------------------------
@@ -242,12 +185,8 @@ class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnl
     def rollout_outputs(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
         """The trained distribution's logits (B, V) and the value-head input (B, H) at each observation, from the
         runner's cached decode (one decoder token per row that continues its episode; a prefill for the others)."""
-        parts = self._obs_parts(obs)
-        logits, hidden = self._cache("policy", self.backend)(*parts)  # (B, V), (B, H)
-        mask_logits = None
-        if self.masked:
-            mask_logits, _ = self._cache("reference", self.reference_backend)(*parts)
-        return distribution_logits(logits, self.temperature, mask_logits, self.top_k, self.top_p), hidden
+        logits, hidden, mask_logits = self.next_token_outputs(self._obs_parts(obs), cached=True)  # (B, V), (B, H)
+        return self.distribution_logits(logits, mask_logits), hidden
 
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         logp_all = self.rollout_outputs(batch[Columns.OBS])[0].log_softmax(-1)  # (B, V)
@@ -264,14 +203,8 @@ class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnl
     # ------------------------------------------------------------------------------------------------------
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         episodes = self._episodes(batch)
-        tokens = trimmed_tokens(episodes)
-        logits, hidden = teacher_forced_outputs(self.backend, episodes, tokens)  # (N, V), (N, H)
-        mask_logits = None
-        if self.masked:
-            with th.no_grad():
-                mask_logits, _ = teacher_forced_outputs(self.reference_backend, episodes, tokens)
-        dist_inputs = distribution_logits(logits, self.temperature, mask_logits, self.top_k, self.top_p,
-                                          episodes.taken_actions)
+        logits, hidden, mask_logits = self.episode_outputs(episodes)  # (N, V), (N, H), (N, V) or None
+        dist_inputs = self.distribution_logits(logits, mask_logits, episodes.taken_actions)
         return {Columns.ACTION_DIST_INPUTS: dist_inputs, Columns.EMBEDDINGS: hidden}
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -284,9 +217,7 @@ class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnl
             with th.no_grad():
                 episodes = self._episodes(batch)
                 _, embeddings = teacher_forced_outputs(self.backend, episodes)
-        if self.value_mode == "detached":
-            embeddings = embeddings.detach()
-        return (self.value_head(embeddings.to(self.value_head.weight.dtype)) * self.value_lr_scale).squeeze(-1)
+        return self.value(embeddings).squeeze(-1)
 
     @th.no_grad()
     def reference_log_probs(self, batch: dict[str, Any]) -> th.Tensor:
@@ -295,14 +226,14 @@ class LMRLModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnl
         if self.reference_backend is None:
             raise TextEnvsError("this module has no frozen reference model: build it with kl_coef > 0 or top_k")
         episodes = self._episodes(batch)
-        return sequence_log_probs(self.reference_backend, episodes, episodes.taken_actions, self.temperature)
+        return self.reference_log_probs_at(episodes, episodes.taken_actions)
 
     # ------------------------------------------------------------------------------------------------------
     # APPO's target network
     # ------------------------------------------------------------------------------------------------------
     def make_target_networks(self) -> None:
         """A frozen copy of the LM (APPO's old policy); the learner syncs it from the LM."""
-        self._target_model = _frozen_copy(self.model)
+        self._target_model = frozen_copy(self.model)
         self._target_backend = make_backend(self._target_model, self.V)
         self._mode = None  # the next train()/eval() sets the new submodules' modes too
 

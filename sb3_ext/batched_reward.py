@@ -8,7 +8,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from text_envs.rewards.base import make_reward
-from text_envs.rewards.batched import _check_mode, score_final_infos
+from text_envs.rewards.batched import check_reward_mode, score_final_infos
 
 __all__ = ["BatchedRewardVecEnvWrapper"]
 
@@ -26,7 +26,7 @@ class BatchedRewardVecEnvWrapper(VecEnvWrapper):
 
     def __init__(self, venv: VecEnv, reward: Any, mode: str = "replace", weight: float = 1.0) -> None:
         super().__init__(venv)
-        _check_mode(mode)
+        check_reward_mode(mode)
         self.reward = make_reward(reward)
         self.mode, self.weight = mode, float(weight)
 

@@ -30,20 +30,12 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
-from lm_core.episodes import OBS_KEYS, EpisodeBatch
+from lm_core.episodes import EpisodeBatch
+from lm_core.observations import check_token_spaces
 from text_envs.errors import TextEnvsError
+from text_envs.state import attribute_state, set_attribute_state
 
 __all__ = ["EpisodeRolloutBuffer", "EpisodeBatch"]  # EpisodeBatch lives in lm_core.episodes (re-exported here)
-
-
-def _check_space(observation_space: spaces.Space) -> tuple[int, int]:
-    if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in OBS_KEYS):
-        got = list(observation_space.spaces) if isinstance(observation_space, spaces.Dict) else type(observation_space)
-        raise TextEnvsError(
-            f"EpisodeRolloutBuffer expected a Dict observation space with keys {list(OBS_KEYS)}, got {got}: "
-            "use it with text_envs environments (see docs/ARCHITECTURE.md)"
-        )
-    return observation_space["prompt_ids"].shape[0], observation_space["generated_ids"].shape[0]
 
 
 class EpisodeRolloutBuffer(RolloutBuffer):
@@ -68,7 +60,7 @@ class EpisodeRolloutBuffer(RolloutBuffer):
         gamma: float = 0.99,
         n_envs: int = 1,
     ):
-        self.P, self.T = _check_space(observation_space)
+        self.P, self.T, _ = check_token_spaces(observation_space, None, "EpisodeRolloutBuffer")
         self._policy_ref: Any = None
         self._algo_ref: Any = None
         self.kl_stats: dict[str, float] = {}
@@ -91,6 +83,18 @@ class EpisodeRolloutBuffer(RolloutBuffer):
     @property
     def policy(self) -> Any:
         return self._policy_ref() if self._policy_ref is not None else None
+
+    # state ---------------------------------------------------------------------------------------------------
+    #: what :meth:`get_state` saves: what outlives a rollout (the per-step storage is empty at a rollout boundary)
+    STATE_ATTRIBUTES = ("kl_stats", "_kl_carry", "_kl_carry_t")
+
+    def get_state(self) -> dict[str, Any]:
+        """The KL carried by episodes still open and the last KL statistics (:class:`text_envs.state.Stateful`)."""
+        return attribute_state(self, self.STATE_ATTRIBUTES)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back a state :meth:`get_state` returned (at a rollout boundary)."""
+        set_attribute_state(self, self.STATE_ATTRIBUTES, state)
 
     # storage ------------------------------------------------------------------------------------------------
     def reset(self) -> None:

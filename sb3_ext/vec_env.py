@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from text_envs.errors import TextEnvsError
+from text_envs.state import attribute_state, set_attribute_state
 from text_envs.vector import TextGenerationVectorEnv, make_vector_env
 from text_envs.wrappers.vector import VectorBaseline
 
@@ -73,6 +74,20 @@ class TextVecEnv(VecEnv):
     def idle_rows(self) -> np.ndarray:
         """(N,) bool: the envs whose action the next step ignores (waiting for their group's others)."""
         return self.venv.idle_rows
+
+    # ------------------------------------------------------------------ state (text_envs.state.Stateful)
+    #: what :meth:`get_state` saves: the episode records (as ``Monitor``'s) and SB3's pending reset seeds and infos;
+    #: the vector env and the baseline inside are separate pieces with their own state
+    STATE_ATTRIBUTES = ("reset_infos", "_seeds", "_options", "_ep_return", "_ep_len", "_t_start", "episode_returns",
+                        "episode_lengths")
+
+    def get_state(self) -> dict[str, Any]:
+        """The episode records and pending resets, as data."""
+        return attribute_state(self, self.STATE_ATTRIBUTES)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back a state :meth:`get_state` returned."""
+        set_attribute_state(self, self.STATE_ATTRIBUTES, state)
 
     # ------------------------------------------------------------------ stepping
     def reset(self) -> VecEnvObs:

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 import torch as th
+from helpers import t5_config
 from sb3_contrib import TRPO
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from test_policy_fakes import t5_config
 
 import text_envs  # noqa: F401  (registers the envs)
 from sb3_ext import EpisodeRolloutBuffer, LLMPolicy

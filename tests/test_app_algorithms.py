@@ -34,8 +34,10 @@ def test_defaults_lie_under_the_given_values():
     assert algorithms.make_config(env="TextCopy-v0", algo="ppo", n_steps=16).n_steps == 16
     assert algorithms.make_config(env="TextCopy-v0", algo="grpo").group_size == algorithms.DEFAULT_GROUP_SIZE
     assert algorithms.group_size(TrainConfig(algo="rloo")) == 4 and algorithms.group_size(TrainConfig()) == 1
-    main = algorithms.make_config()  # the main job: TrainConfig's own PPO settings on TextContinuation-v0
-    assert main == TrainConfig()
+    assert algorithms.make_config(algo="ppo") == TrainConfig()  # PPO on the main job: TrainConfig's own settings
+    main = algorithms.make_config()  # the main job's default algorithm (config.DEFAULT_ALGO) with its settings
+    assert (main.algo, main.group_size, main.kl_coef, main.steps) == ("rloo", 8, 0.5, 65_536)
+    assert algorithms.make_config(env="TextSummarization-v0").algo == "ppo"
     rllib = algorithms.make_config(env="TextCopy-v0", engine="rllib")  # RLlib runs take no SB3 defaults
     assert rllib.n_steps == TrainConfig().n_steps
 
@@ -144,3 +146,14 @@ def test_bench_runs_the_new_methods_by_name(tmp_path, monkeypatch):
     assert all(f"| {m} |" in md for m in methods)
     with pytest.raises(TextEnvsError, match="grpo"):
         bench.run_benchmark("tiny", str(tmp_path / "b2"), seeds=1, methods=("grop",), log=lambda *a: None)
+
+
+def test_the_frontier_is_placed_at_the_beta_the_run_trains_with():
+    """Without --kl-coef, GRPO trains at its own beta 0 and RLOO at 0.05: the limit must be computed there too."""
+    from text_envs_app.algorithms import training_kl_coef
+    from text_envs_app.config import TrainConfig
+
+    assert training_kl_coef(TrainConfig(env="TextContinuation-v0", algo="ppo")) == 0.5
+    assert training_kl_coef(TrainConfig(env="TextContinuation-v0", algo="grpo")) == 0.0
+    assert training_kl_coef(TrainConfig(env="TextContinuation-v0", algo="rloo")) == 0.05
+    assert training_kl_coef(TrainConfig(env="TextContinuation-v0", algo="rloo", kl_coef=0.5)) == 0.5

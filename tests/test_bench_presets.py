@@ -6,6 +6,7 @@ The aggregation tests use known numbers; the runs use TextCopy-v0 with tiny budg
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -188,9 +189,16 @@ def test_presets_and_bad_arguments(tmp_path):
 
     for name in ("rl-small", "rl-full"):
         p = bench.BENCH_PRESETS[name]
-        assert p["seeds"] >= 5 and bench.CONTINUATION in p["envs"] and p["curve_points"] >= 3
-    assert set(bench.BENCH_PRESETS["rl-full"]["methods"]) == set(bench.BENCH_METHODS)
-    assert set(bench.BENCH_PRESETS["rl-small"]["methods"]) == set(bench.CLASSIC_METHODS)  # time: see there
+        assert p["seeds"] >= 10 and bench.CONTINUATION in p["envs"] and p["curve_points"] >= 3
+        # issue 23: >= 1,000 prompts x >= 4 samples per row, enough start samples for best-of-n's row
+        assert p["eval_examples"] >= 1000 and p["eval_samples"] >= 4
+        assert p["start_samples"] >= p["eval_samples"] * p["best_of_n"]
+    assert set(bench.BENCH_PRESETS["rl-full"]["methods"]) == set(bench.ALL_METHODS)
+    # every method of the algorithms issue but TRPO (time: see COMPARED_METHODS), and the start model
+    assert set(bench.BENCH_PRESETS["rl-small"]["methods"]) == set(bench.ALL_METHODS) - {"trpo", "supervised"}
+    hack = bench.BENCH_PRESETS["hack"]
+    assert hack["kl_coefs"] == (0.0, 0.01) and hack["steps"] == 10 * bench.BENCH_PRESETS["rl-small"]["steps"]
+    assert "sampled" in hack["methods"]  # the flags are relative to the start model's sampled texts
     assert len(bench.BENCH_PRESETS["rl-full"]["kl_coefs"]) >= 3 and bench.FAITHFUL_SUMMARIZATION in (
         bench.BENCH_PRESETS["rl-full"]["envs"])
     # the tasks' env options and rewards are accepted by the envs they name
@@ -216,3 +224,101 @@ def test_presets_and_bad_arguments(tmp_path):
         main(["bench", "--kl-coefs", "0.1,abc"])
     with pytest.raises(SystemExit):
         main(["bench", "--kl-coefs", "-0.1"])
+
+
+# ---------------------------------------------------------------------------------------------- sampled evaluation
+SAMPLED = dict(envs=(bench.CONTINUATION,), steps=32, n_envs=4, n_steps=8, eval_examples=6, eval_samples=2,
+               start_samples=4, best_of_n=2, seeds=2, kl_coefs=(0.05,), curve_points=0, curve_examples=4,
+               methods=("sampled", "best-of-n", "supervised-filtered", "nlpo"))
+
+
+def test_sampled_preset_writes_paired_table_poi_unmasked_nlpo_and_frontier(tmp_path, monkeypatch):
+    """A preset with eval_samples: every row scored on prompts x samples with its evaluation noise; NLPO with and
+    without its mask; the paired comparison against the best non-RL baseline with P(X > Y); the start model's
+    rewards and frontier.png with the optimum curve."""
+    monkeypatch.setitem(bench.BENCH_PRESETS, "tiny-sampled", SAMPLED)
+    rows = bench.run_benchmark("tiny-sampled", str(tmp_path / "s"), reps=500, log=lambda *_: None)
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        ("sampled", 0), ("sampled", 1), ("best-of-n", 0), ("best-of-n", 1), ("supervised-filtered", 0),
+        ("supervised-filtered", 1), ("nlpo", 0), ("nlpo-unmasked", 0), ("nlpo", 1), ("nlpo-unmasked", 1)]
+    for r in rows:
+        assert r["eval_texts"] == 6 * 2 and r["eval_se"] > 0 and 0.0 <= r["reward"] <= 1.0
+        assert {"distinct-2", "self-bleu", "repeated_ngrams", "validity", "judge_disagreement"} <= set(r)
+    by = {(r["method"], r["seed"]): r for r in rows}
+    assert by[("sampled", 0)]["kl"] == 0.0 and by[("best-of-n", 0)]["kl"] == pytest.approx(math.log(2) - 0.5)
+    assert by[("best-of-n", 0)]["reward"] >= by[("sampled", 0)]["reward"]  # the best of 2 of the same draws
+    assert by[("supervised-filtered", 0)]["train_tokens"] <= 32 and by[("nlpo", 0)]["train_tokens"] >= 32
+    for seed in (0, 1):  # the same trained model, two ways of sampling it
+        masked, plain = by[("nlpo", seed)], by[("nlpo-unmasked", seed)]
+        assert "top-p" in masked["decoding"] and "no mask" in plain["decoding"] and masked["kl"] != plain["kl"]
+        assert plain["kl"] >= 0.0 and "best_of_n_at_kl" in plain
+    out = tmp_path / "s"
+    md = (out / "results.md").read_text()
+    for label in ("sampled", "best-of-n", "supervised-filtered", "nlpo", "nlpo-unmasked"):
+        assert f"| {label} | " in md
+    assert "Paired against the best non-RL baseline" in md and "P(row > baseline)" in md
+    assert md.count("| nlpo") >= 4  # the main table and the paired table, masked and unmasked
+    assert "eval_se" in md and "hacking" in md
+    pooled = np.load(out / "start_rewards.npz")["continuation__sentiment"]
+    assert pooled.shape == (6, 2 * 4)  # prompts x (seeds x start samples)
+    assert (out / "frontier.png").stat().st_size > 20_000
+
+
+def test_sampled_preset_refuses_what_it_cannot_run(tmp_path, monkeypatch):
+    monkeypatch.setitem(bench.BENCH_PRESETS, "tiny-sampled", dict(SAMPLED, start_samples=3))
+    with pytest.raises(TextEnvsError, match="start_samples >= 4"):
+        bench.run_benchmark("tiny-sampled", str(tmp_path / "a"))
+    with pytest.raises(TextEnvsError, match="eval_samples"):
+        bench.run_benchmark("small", str(tmp_path / "a"), methods=["best-of-n"])
+    with pytest.raises(TextEnvsError, match="filter_reward"):
+        bench.run_benchmark("small", str(tmp_path / "a"), methods=["supervised-filtered"])
+    monkeypatch.setitem(bench.BENCH_PRESETS, "copy-sampled", dict(SAMPLED, envs=("TextCopy-v0",),
+                                                                   methods=("sampled",)))
+    with pytest.raises(TextEnvsError, match="per token"):
+        bench.run_benchmark("copy-sampled", str(tmp_path / "b"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.expensive
+def test_rl_small_with_every_method_on_a_tiny_budget(tmp_path):
+    """rl-small itself with tiny overrides: every method of the issue gets a row and a paired comparison."""
+    rows = bench.run_benchmark("rl-small", str(tmp_path / "r"), seeds=2, reps=500, log=lambda *_: None,
+                               overrides=dict(steps=64, n_envs=4, n_steps=8, eval_examples=6))
+    methods = {r["method"] for r in rows}
+    assert methods == set(bench.COMPARED_METHODS) | {"nlpo-unmasked"}
+    md = (tmp_path / "r" / "results.md").read_text()
+    for m in ("raft", "dpo", "grpo", "rloo", "reinforce", "ppo", "a2c", "nlpo", "nlpo-unmasked"):
+        assert f"| {m} | best-of-n at the method's KL |" in md or f"| {m} | supervised-filtered |" in md
+
+
+def test_batched_kl_is_the_one_text_kl_and_zero_to_itself():
+    """bench_eval.sequence_kls pads texts of different lengths into one forward: each text's KL equals the KL
+    computed for that text alone, the start model's KL to itself is 0, and a top-p mask of 1 changes nothing."""
+    import copy
+
+    import torch
+
+    from lm_core.backends import default_model
+    from text_envs_app.bench_eval import eval_env, sample_rows, sequence_kls
+    from text_envs_app.config import TrainConfig
+
+    cfg = TrainConfig(env="TextContinuation-v0", reward="sentiment", eval_examples=3)
+    env = eval_env(cfg)
+    start = default_model(len(env.tokenizer))[0].eval()
+    moved = copy.deepcopy(start)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        for p in moved.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    rows = sample_rows(moved, cfg, env, 2, seed=0)
+    prompts = [r["prompt"] for r in rows for _ in range(2)]
+    ids = [t for r in rows for t in r["token_ids"]]
+    assert len({len(t) for t in ids}) > 1  # texts of different lengths share a padded batch
+    together = sequence_kls(moved, start, env, prompts, ids)
+    alone = [sequence_kls(moved, start, env, [p], [t])[0] for p, t in zip(prompts, ids)]
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+    assert np.all(together > 0)
+    np.testing.assert_allclose(sequence_kls(start, start, env, prompts, ids), 0.0, atol=1e-5)
+    no_mask = sequence_kls(moved, start, env, prompts, ids, mask=(moved, None, 1.0))
+    np.testing.assert_allclose(no_mask, together, rtol=1e-4, atol=1e-5)
+    env.close()

@@ -37,7 +37,7 @@ def test_bench_trl_quick_three_trainers_same_budget(capsys):
     pytest.importorskip("trl")
     rows = bench_trl.main(["--quick"])
     out = capsys.readouterr().out
-    assert [r["trainer"] for r in rows] == list(bench_trl.DEFAULT_TRAINERS)
+    assert [r["trainer"] for r in rows] == list(bench_trl.LENGTHS_TRAINERS)
     budget = 2 * 8 * 16  # --quick: 2 updates of 8 completions of T=16
     for r in rows:
         assert r["error"] is None, r

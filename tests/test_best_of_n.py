@@ -7,7 +7,7 @@ import math
 import gymnasium as gym
 import pytest
 import torch as th
-from test_policy_fakes import t5_config
+from helpers import t5_config
 
 import text_envs  # noqa: F401  (registers the envs)
 from sb3_ext import LLMPolicy

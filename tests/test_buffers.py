@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
+from helpers import FakeCopyEnv, collect, make_model
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from test_policy import collect, make_model
-from test_policy_fakes import FakeCopyEnv
 
 from sb3_ext import EpisodeBatch, EpisodeRolloutBuffer, LLMPolicy
 from text_envs.errors import TextEnvsError

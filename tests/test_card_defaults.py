@@ -10,11 +10,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from helpers import FakeCopyEnv, collect, direct_token_outputs, make_model
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.env_util import make_vec_env
-from test_policy import collect, direct_token_outputs, make_model
-from test_policy_fakes import FakeCopyEnv
 
 import text_envs  # noqa: F401  (registers TextSummarization-v0)
 from lm_core.backends import trim_left_padding

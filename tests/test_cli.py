@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,11 @@ def test_evaluation_reports_both_decodings_and_keeps_random_state():
     assert {"reward", "kl", "sampled_reward", "sampled_kl"} <= set(table)
     assert abs(table["kl"]) < 1e-5 and abs(table["sampled_kl"]) < 1e-5  # the policy is still the start model
     assert "sampled_reward and sampled_kl" in format_table({"start": table})
+
+
+def test_python_m_text_envs_runs_the_command():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "text_envs", "--help"], capture_output=True, text=True,
+                         cwd=root, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "train" in out.stdout and "bench" in out.stdout

@@ -30,7 +30,7 @@ def _news_rows(n):
              "highlights": f"Town{i} council approved a new park.", "id": i} for i in range(n)]
 
 
-# ------------------------------------------------------------------------------------------ item 1: own fields
+# -------------------------------------------------------------------------------------------------- own fields
 def test_env_kwarg_flags_and_config_keys_reach_gym_make(tmp_path):
     args = build_parser().parse_args([
         "train", "--prompt-field", "a.b", "--reference-field", "c", "--source-lang", "en", "--target-lang", "ro",
@@ -192,7 +192,7 @@ def test_eval_help_is_its_own():
         assert flag not in text
 
 
-# ------------------------------------------------------------------------------------------ item 2: the split rule
+# -------------------------------------------------------------------------------------------------- the split rule
 def test_split_rule_is_seeded_disjoint_and_refuses_empty_splits(tmp_path):
     a, b = SplitFile("x.jsonl").assignment(101), SplitFile("x.jsonl").assignment(101)
     assert all(np.array_equal(a[k], b[k]) for k in a)  # the same file gives the same split, whatever the run
@@ -225,7 +225,7 @@ def test_cli_refuses_a_file_too_small_to_split(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-# ------------------------------------------------------------------------------------------ item 3: messages
+# -------------------------------------------------------------------------------------------------- messages
 def test_device_cuda_without_cuda_is_refused(tmp_path, capsys):
     import torch
 

@@ -12,9 +12,9 @@ import copy
 import numpy as np
 import pytest
 import torch as th
+from helpers import EOS, FakeCopyEnv, gpt2_config, llama_config, t5_config
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from test_policy_fakes import EOS, FakeCopyEnv, gpt2_config, llama_config, t5_config
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from lm_core.backends import DecodeState, make_backend
@@ -214,7 +214,7 @@ def test_compiled_ppo_rollout_log_probs_match_teacher_forced(env):
     model = PPO(LLMPolicy, env, n_steps=12, batch_size=48, n_epochs=1, seed=0,
                 rollout_buffer_class=EpisodeRolloutBuffer,
                 policy_kwargs=dict(model=make_model("t5", V, seed=2), compile=True))
-    from test_policy import collect
+    from helpers import collect
 
     buf = collect(model, rollouts=2)
     with th.no_grad():

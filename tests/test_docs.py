@@ -116,6 +116,32 @@ def test_the_cli_guide_names_the_run_folder_files():
         assert name in cli, name
 
 
+#: a test cited by a page or a docstring: ``tests/test_x.py`` or ``test_x.py::test_name``
+TEST_CITATION = re.compile(r"\b(test_[a-z0-9_]+\.py)(?:::(test_[a-z0-9_]+))?")
+
+
+def test_the_tests_the_docs_cite_exist():
+    """Tests move between files as the code's components do: every file and test a page or a module names is there."""
+    sources = [README, *_pages()] + sorted(path for package in ("text_envs", "lm_core", "sb3_ext", "rllib_ext",
+                                                                   "text_envs_app", "benchmarks", "scripts")
+                                           for path in (ROOT / package).rglob("*.py"))
+    missing = []
+    for source in sources:
+        for file, name in TEST_CITATION.findall(source.read_text(encoding="utf-8")):
+            test_file = ROOT / "tests" / file
+            if not test_file.exists() or (name and not re.search(rf"^def {name}\(", test_file.read_text(), re.M)):
+                missing.append(f"{source.relative_to(ROOT)}: {file}{'::' + name if name else ''}")
+    assert not missing, "cited tests that do not exist (moved? renamed?):\n" + "\n".join(missing)
+
+
+def test_the_fast_suite_time_is_stated_once():
+    """The fast tests' measured time is stated in docs/getting_started.md and on no other page."""
+    timed = re.compile(r"\b\d+:\d\d\b|\b\d+(?:\.\d+)? ?(?:s|min|minutes|seconds)\b")
+    stated = [f"{page.relative_to(ROOT)}: {line.strip()}" for page in [README, *_pages()]
+              for line in page.read_text(encoding="utf-8").splitlines() if "not expensive" in line and timed.search(line)]
+    assert len(stated) == 1 and stated[0].startswith("docs/getting_started.md: "), stated
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the examples, run as written
 

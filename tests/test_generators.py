@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import statistics
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import generator_rows_digest
 
 from text_envs.data import generators as g
 from text_envs.errors import TextEnvsError
@@ -19,12 +19,6 @@ from text_envs.errors import TextEnvsError
 ROOT = Path(__file__).resolve().parents[1]
 ROW_FNS = {"summarization": g.summarization_row, "dialogue": g.dialogue_row, "translation": g.translation_row}
 LEVELS = (1, 2, 3)
-
-
-def _digest(n: int = 30) -> str:
-    rows = [fn(split, i, level) for fn in ROW_FNS.values() for split in g.SPLIT_SIZES for level in LEVELS
-            for i in range(n)]
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
 def _check_format(task: str, row: dict) -> None:
@@ -52,8 +46,9 @@ def test_formats_and_split_sizes(task, level):
 
 def test_same_rows_in_every_process():
     """Rows depend only on (task, split, index, difficulty): not on PYTHONHASHSEED or the process."""
-    here = _digest()
-    code = "from tests.test_generators import _digest; print(_digest())"
+    here = generator_rows_digest()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); "
+            "from helpers import generator_rows_digest; print(generator_rows_digest())")
     for seed in ("0", "12345"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={"PYTHONHASHSEED": seed, "PATH": ""}, cwd=ROOT)

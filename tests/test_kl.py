@@ -7,11 +7,10 @@ import copy
 import numpy as np
 import pytest
 import torch as th
+from helpers import FakeCopyEnv, make_model
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from test_policy import make_model
-from test_policy_fakes import FakeCopyEnv
 
 from lm_core.kl import DEFAULT_INIT_KL_COEF, make_kl_controller
 from sb3_ext import AdaptiveKLController, EpisodeBatch, EpisodeRolloutBuffer, FixedKLController, LLMPolicy, kl_estimate

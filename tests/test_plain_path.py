@@ -9,11 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import torch as th
+from helpers import FakeCopyEnv, collect, make_model
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.env_util import make_vec_env
-from test_policy import collect, make_model
-from test_policy_fakes import FakeCopyEnv
 
 import sb3_ext
 from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
@@ -200,7 +199,7 @@ def test_get_distribution_keeps_taken_actions_in_the_support_of_an_episode_batch
         _, lp_eval, _ = model.policy.evaluate_actions(data.observations, actions)
         lp_dist = model.policy.get_distribution(data.observations).log_prob(actions)
         # negative control: without the taken actions most samples fall outside the top-1 support
-        logits, _, mask_logits = model.policy._episode_outputs(data.observations)
+        logits, _, mask_logits = model.policy.episode_outputs(data.observations)
         lp_bare = model.policy._distribution(logits, mask_logits).log_prob(actions)
     assert (lp_bare < -1e30).float().mean() > 0.3
     assert lp_dist.min() > -1e30

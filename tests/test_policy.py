@@ -1,4 +1,5 @@
-"""LLMPolicy correctness: exact log-probs/values vs a direct HF forward, cache exactness, construction checks."""
+"""LLMPolicy correctness: exact log-probs/values vs a direct HF forward, cache exactness, construction checks,
+and malformed observations refused with a clear error."""
 
 from __future__ import annotations
 
@@ -8,56 +9,27 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from helpers import (
+    EOS,
+    FEW,
+    FakeCopyEnv,
+    assert_clear_error,
+    collect,
+    direct_token_outputs,
+    make_model,
+    make_tokenizer,
+    t5_config,
+)
+from hypothesis import given
+from hypothesis import strategies as st
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from test_policy_fakes import EOS, FakeCopyEnv, gpt2_config, llama_config, make_tokenizer, t5_config
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from sb3_ext import EpisodeRolloutBuffer, LLMPolicy
 from sb3_ext.policy import ObservationSpaceError
-from text_envs.errors import TokenizerMismatchError
+from text_envs.errors import TextEnvsError, TokenizerMismatchError
 
 th.set_num_threads(1)  # tiny models: extra threads only contend on the 2-core test machine
-
-CONFIGS = {"t5": t5_config, "gpt2": gpt2_config, "llama": llama_config}
-
-
-def make_model(kind: str, V: int, seed: int = 0):
-    th.manual_seed(seed)
-    cfg = CONFIGS[kind](V)
-    cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
-    return cls.from_config(cfg)
-
-
-def collect(model: PPO, rollouts: int = 1) -> EpisodeRolloutBuffer:
-    """Run rollout collections of a built PPO (no training); returns the buffer of the last one."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Nop(BaseCallback):
-        def _on_step(self) -> bool:
-            return True
-
-    _, cb = model._setup_learn(10**6, Nop())
-    cb.on_training_start(locals(), globals())
-    for _ in range(rollouts):
-        model.collect_rollouts(model.env, cb, model.rollout_buffer, model.n_steps)
-    return model.rollout_buffer
-
-
-def direct_token_outputs(lm, kind: str, prompt: np.ndarray, pmask: np.ndarray, tokens: np.ndarray, t: int, V: int):
-    """Direct HF forward without padding: log-softmax row (V,) for token t and the LM head's input (H,)."""
-    real = th.as_tensor(prompt[pmask.astype(bool)])[None]
-    prefix = th.as_tensor(tokens[:t])[None].long()
-    if kind == "t5":
-        dec = th.cat([th.zeros((1, 1), dtype=th.long), prefix], 1)
-        out = lm(input_ids=real, decoder_input_ids=dec, output_hidden_states=True)
-        h = out.decoder_hidden_states[-1][0, -1]
-        if lm.config.tie_word_embeddings:
-            h = h * lm.config.d_model**-0.5
-    else:
-        out = lm(input_ids=th.cat([real, prefix], 1), output_hidden_states=True)
-        h = out.hidden_states[-1][0, -1]
-    return out.logits[0, -1, :V].log_softmax(-1), h
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +244,72 @@ def test_a_taken_action_at_the_mask_boundary_keeps_a_finite_log_prob():
     assert dist.log_prob(th.tensor([2])).item() > -10  # kept: an ordinary log-prob
     # without the taken action, the same token is masked out (the rollout-time support decides sampling)
     assert policy._distribution(logits, mask_logits).log_prob(th.tensor([2])).item() < -1e30
+
+
+# ---------------------------------------------------------------------------------------------- bad observations
+# tried systematically (property-based, with hypothesis): a clear error, never an index error inside the model
+@pytest.fixture(scope="module")
+def fake_policy():
+    fake = FakeCopyEnv()
+    return LLMPolicy(fake.observation_space, fake.action_space, lambda _: 0.0, model=make_model("t5", fake.V)), fake
+
+
+def _good_obs(fake, batch: int | None) -> dict[str, np.ndarray]:
+    fake.reset(seed=0)
+    obs = fake._obs()
+    return obs if batch is None else {k: np.stack([v] * batch) for k, v in obs.items()}
+
+
+def test_good_observations_predict(fake_policy):
+    pol, fake = fake_policy
+    for batch in (None, 1, 3):
+        actions, _ = pol.predict(_good_obs(fake, batch), deterministic=True)
+        assert np.all((0 <= actions) & (actions < fake.V))
+    floats = {k: v.astype(np.float32) for k, v in _good_obs(fake, 2).items()}  # integral floats are ids too
+    assert pol.predict(floats, deterministic=True)[0].shape == (2,)
+
+
+def _corrupt(data: st.DataObject, obs: dict[str, np.ndarray], V: int) -> dict[str, np.ndarray]:
+    obs = dict(obs)
+    key = data.draw(st.sampled_from(sorted(obs)))
+    kind = data.draw(st.sampled_from(["drop", "shape", "rank", "batch", "dtype", "range", "type"]))
+    arr = obs[key]
+    if kind == "drop":
+        del obs[key]
+    elif kind == "shape":
+        extra = data.draw(st.integers(1, 3))
+        obs[key] = np.concatenate([arr, arr[..., :1].repeat(extra, -1)], -1) if data.draw(st.booleans()) \
+            else arr[..., : arr.shape[-1] - extra]
+    elif kind == "rank":
+        obs[key] = arr[None, None]
+    elif kind == "batch":
+        obs[key] = np.concatenate([arr, arr[:1]], 0)
+    elif kind == "dtype":
+        obs[key] = arr.astype(np.float32) + data.draw(st.sampled_from([0.5, np.nan, np.inf]))
+    elif kind == "range":
+        value = data.draw(st.one_of(st.integers(-(2**40), -1), st.integers(V, 2**40)))
+        if key.endswith("_mask"):
+            value = data.draw(st.sampled_from([2, -1, 7]))
+        arr = arr.copy()
+        arr.flat[data.draw(st.integers(0, arr.size - 1))] = value
+        obs[key] = arr
+    elif kind == "type":
+        obs[key] = data.draw(st.sampled_from(["abc", None, object()]))
+    return obs
+
+
+@FEW
+@given(data=st.data())
+def test_malformed_observations_get_a_clear_error(fake_policy, data):
+    pol, fake = fake_policy
+    obs = _corrupt(data, _good_obs(fake, 2), fake.V)
+    with pytest.raises(Exception) as info:
+        pol.predict(obs, deterministic=True)
+    assert_clear_error(info.value)
+
+
+@pytest.mark.parametrize("obs", [None, [1, 2, 3], np.zeros((2, 5)), "prompt"])
+def test_an_observation_that_is_not_a_dict(fake_policy, obs):
+    pol, _ = fake_policy
+    with pytest.raises(TextEnvsError, match="expected an observation dict"):
+        pol.predict(obs)

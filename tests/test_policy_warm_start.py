@@ -31,7 +31,7 @@ def test_warm_start_solves_text_copy_and_resets_reference():
 
 
 def test_warm_start_rejects_envs_without_examples():
-    from test_policy_fakes import FakeCopyEnv
+    from helpers import FakeCopyEnv
 
     env = FakeCopyEnv()
     policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3)
@@ -67,14 +67,14 @@ def _reference_batch(policy, env, n: int = 6):
 
 
 def _lora_policy(env):
-    from test_policy import make_model
+    from helpers import make_model
 
     return LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=make_model("t5", env.V),
                      tokenizer=env.tokenizer, kl_coef=0.1, lora=dict(r=4, lora_alpha=8, target_modules=["q", "v"]))
 
 
 def test_lora_update_reference_makes_the_current_weights_the_reference():
-    from test_policy_fakes import FakeCopyEnv
+    from helpers import FakeCopyEnv
 
     env = FakeCopyEnv()
     policy = _lora_policy(env)
@@ -94,7 +94,7 @@ def test_lora_update_reference_makes_the_current_weights_the_reference():
 
 
 def test_lora_warm_start_resets_the_reference_and_gives_a_greedy_baseline_model():
-    from test_policy_fakes import EOS, PAD, FakeCopyEnv
+    from helpers import EOS, PAD, FakeCopyEnv
 
     from sb3_ext import greedy_baseline
 
@@ -118,7 +118,7 @@ def test_lora_warm_start_resets_the_reference_and_gives_a_greedy_baseline_model(
 def test_warm_start_targets_drop_a_bos_token():
     """A Llama/Mistral-style tokenizer prepends BOS to every text: the target is what the policy writes, the
     reference's tokens then EOS, never a BOS first."""
-    from test_policy_fakes import EOS, FakeCopyEnv
+    from helpers import EOS, FakeCopyEnv
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 

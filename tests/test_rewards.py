@@ -9,6 +9,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
+from helpers import flaky_reward
 
 from text_envs.errors import TextEnvsError, UnknownNameError
 from text_envs.rewards import (
@@ -366,6 +367,26 @@ def test_nan_inside_a_combination_is_an_error_not_a_silent_nan():
     bad = make_reward(lambda p, r: [float("nan")] * len(p), name="bad")
     with pytest.raises(RewardError, match="'bad' returned nan"):
         CombinedReward({"rouge-l": 1.0, bad: 1.0})(["a"], [["a"]])
+
+
+@pytest.mark.parametrize("value", [None, math.nan, math.inf])
+def test_a_reward_failing_on_the_kth_episode_names_the_example(value):
+    env = gym.make("TextSummarization-v0", difficulty=1, max_new_tokens=2, reward=flaky_reward(3, value))
+    env.reset(seed=0)
+    episodes, failed = 0, None
+    while failed is None and episodes < 5:
+        try:
+            _, _, done, _, info = env.step(5)
+        except TextEnvsError as e:
+            failed = str(e)
+            break
+        if done:
+            episodes += 1
+            env.reset()
+    assert episodes == 2 and failed is not None  # the third episode's score
+    index = env.unwrapped._example_index
+    assert f"example {index}" in failed
+    assert ("ZeroDivisionError: division by zero" if value is None else str(value)).lower() in failed.lower()
 
 
 # ---------------------------------------------------------------------------------------------- shaping

@@ -221,9 +221,3 @@ def test_symbol_tokenizer_rejects_bad_symbols(bad, match):
     with pytest.raises(TextEnvsError, match=match):
         make_symbol_tokenizer(bad)
 
-
-def test_import_stays_light():
-    code = ("import sys, text_envs.tokenization, text_envs.data.generators; "
-            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
+from helpers import flaky_reward
 
 import text_envs  # noqa: F401  (registers the ids)
 from text_envs.errors import TextEnvsError
@@ -272,3 +273,14 @@ def test_train_env_is_native_by_default_with_a_dummy_fallback() -> None:
     assert copy.env_is_wrapped(SelfCriticalReward) == [False, False]
     with pytest.raises(TextEnvsError, match="vec env"):
         TrainConfig(vec_env="ray").validate()
+
+
+def test_the_native_vector_env_names_the_examples_of_a_failing_reward():
+    venv = make_vector_env("TextSummarization-v0", 2, difficulty=1, max_new_tokens=2, reward=flaky_reward(2))
+    venv.reset(seed=0)
+    with pytest.raises(TextEnvsError) as info:
+        for _ in range(6):
+            venv.step(np.array([5, 5]))
+    message = str(info.value)
+    assert "ZeroDivisionError: division by zero" in message
+    assert str([int(i) for i in venv.unwrapped._index]) in message or "example(s) [" in message

@@ -185,8 +185,7 @@ def _argmax_decode(lm, prompt: list[int], eos: int, max_new_tokens: int) -> list
 def test_greedy_baseline_ignores_the_checkpoint_generation_settings(kind):
     """A hub checkpoint's generation_config (beams, minimum length, repetition penalties) must not change the
     baseline: it is the greedy text, as the policy writes it acting greedily."""
-    from test_policy import make_model
-    from test_policy_fakes import EOS, PAD
+    from helpers import EOS, PAD, make_model
 
     from sb3_ext import greedy_baseline
 

@@ -16,6 +16,7 @@ from gymnasium import spaces
 
 from text_envs.data.sources import Example, ExampleSource
 from text_envs.errors import TextEnvsError, TokenizerMismatchError, accepted_keywords, check_keywords
+from text_envs.state import attribute_state, set_attribute_state
 
 __all__ = ["TextGenerationEnv", "score_texts"]
 
@@ -143,6 +144,12 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
     """
 
     metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 4}
+    #: what :meth:`get_state` saves: the episode in progress, the data-sampling position and the random generator
+    #: (the tokenized-prompt cache and the current ``Example`` are rebuilt from the source on demand)
+    STATE_ATTRIBUTES: tuple[str, ...] = (
+        "_example_index", "_index_draws", "_t", "_done", "_potential", "_last_info",
+        "_gen_ids", "_gen_mask", "_prompt_ids", "_prompt_mask", "_np_random", "_np_random_seed",
+    )
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TextGenerationEnv:
         # unknown keywords are refused here, before any __init__ runs, with the task's valid options (Python's own
@@ -463,6 +470,20 @@ class TextGenerationEnv(gym.Env[dict[str, np.ndarray], int]):
         if self.render_mode == "rgb_array":
             return _text_image(text)
         return text
+
+    # ------------------------------------------------------------------ state (text_envs.state.Stateful)
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress, the data-sampling position and the random generator, as data (see
+        :data:`STATE_ATTRIBUTES`); :meth:`set_state` puts it back into an env built with the same arguments."""
+        return attribute_state(self, self.STATE_ATTRIBUTES)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from a state :meth:`get_state` returned: the next ``step``/``reset`` are the saved env's."""
+        # an env never reset (the native vector env's single env) has gymnasium's class defaults here, which
+        # checkpoints written before this method did not store
+        state = {"_np_random": None, "_np_random_seed": None, **state}
+        set_attribute_state(self, self.STATE_ATTRIBUTES, state)
+        self._example = None  # fetched again from the source on first use
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

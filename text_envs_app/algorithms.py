@@ -25,19 +25,18 @@ import itertools
 from typing import Any
 
 from text_envs.errors import TextEnvsError, unknown_name
+from text_envs_app.algorithm_rules import (  # noqa: F401  (the registry's names, kept here for their users)
+    DEFAULT_GROUP_SIZE,
+    ENGINE_ALGORITHMS,
+    GROUP_ALGORITHMS,
+    RLLIB_ALGORITHMS,
+    SB3_ALGORITHMS,
+    check_settings,
+    group_size,
+)
 
-SB3_ALGORITHMS = ("ppo", "a2c", "trpo", "nlpo", "grpo", "rloo", "reinforce", "raft", "dpo", "supervised")
-"""``--algo`` values of ``--engine sb3`` (the default engine)."""
-RLLIB_ALGORITHMS = ("ppo", "impala", "appo")
-"""``--algo`` values of ``--engine rllib``."""
-ENGINE_ALGORITHMS = {"sb3": SB3_ALGORITHMS, "rllib": RLLIB_ALGORITHMS}
 LIBRARY_CLASSES = {"grpo": "GRPO", "rloo": "RLOO", "reinforce": "REINFORCE", "raft": "RAFT", "dpo": "DPO"}
 """The algorithms whose class is ``sb3_ext.<name>``."""
-GROUP_ALGORITHMS = ("grpo", "rloo", "raft", "dpo")
-"""Algorithms that compare the k texts of a group (``--group-size``: k envs write for the same prompt)."""
-DEFAULT_GROUP_SIZE = 4
-"""``--group-size`` of a group algorithm when not given (TRL's GRPO writes 8 per prompt; 4 keeps a rollout's
-prompts varied with 32 envs)."""
 PPO_STYLE = ("ppo", "nlpo")
 """Algorithms that take ``n_epochs``, ``batch_size``, ``clip_range`` and ``target_kl`` (SB3's PPO)."""
 
@@ -51,7 +50,12 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 """Settings by env id, for every algorithm (below the flags the user gives)."""
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {}
 """Settings by algorithm, for every env (below :data:`ENV_DEFAULTS` and the flags)."""
-ENV_ALGO_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {}
+ENV_ALGO_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    # the main job (guides/main_job.md, benchmarks/RESULTS.md section 13): the KL coefficient of the frontier's J
+    # (RLOO's own beta is TRL's 0.05); lr 2e-4 spent KL on noise (0.17 nats for 46% of the gain), 1e-4 for twice the
+    # tokens moved as far for less KL
+    ("TextContinuation-v0", "rloo"): dict(group_size=8, learning_rate=1e-4, steps=65_536, kl_coef=0.5),
+}
 """Settings of one (env, algorithm) pair (above :data:`ENV_DEFAULTS`, below the flags)."""
 
 
@@ -86,13 +90,14 @@ def defaults(env: str, algo: str) -> dict[str, Any]:
 
 def make_config(**values: Any):
     """A :class:`~text_envs_app.config.TrainConfig` of ``values`` laid over the registry's defaults for its env
-    and algorithm (:func:`defaults`): what ``text-envs train`` builds from its flags."""
-    from text_envs_app.config import TrainConfig
+    and algorithm (:func:`defaults`): what ``text-envs train`` builds from its flags. Without ``algo`` an env's
+    default algorithm (:data:`text_envs_app.config.DEFAULT_ALGO`) is taken on ``--engine sb3``."""
+    from text_envs_app.config import DEFAULT_ALGO, TrainConfig
 
     fields = {f.name: f.default for f in TrainConfig.__dataclass_fields__.values()}
-    env, algo = values.get("env", fields["env"]), values.get("algo", fields["algo"])
-    engine = values.get("engine", fields["engine"])
-    base = defaults(env, algo) if engine == "sb3" else {}
+    env, engine = values.get("env", fields["env"]), values.get("engine", fields["engine"])
+    algo = values.get("algo", DEFAULT_ALGO.get(env, fields["algo"]) if engine == "sb3" else fields["algo"])
+    base = {"algo": algo, **defaults(env, algo)} if engine == "sb3" else {}
     return TrainConfig(**{**base, **values})
 
 
@@ -183,26 +188,6 @@ def constructor_parameters(cls: type) -> set[str]:
         if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             break
     return names
-
-
-def check_settings(cfg: Any) -> None:
-    """Refuse settings ``cfg.algo`` does not take, with the fix: ``--group-size`` needs the native vector env and
-    divides ``--n-envs``; ``--filter-reward`` is for ``supervised`` and ``raft``."""
-    k = group_size(cfg)
-    if k < 1:
-        raise TextEnvsError(f"--group-size must be at least 1, got {k}.")
-    if k > 1:
-        if cfg.vec_env != "native":
-            raise TextEnvsError(f"--group-size {k} needs the native vector env (--vec-env native, the default), got "
-                                f"--vec-env {cfg.vec_env}.")
-        if cfg.n_envs % k:
-            raise TextEnvsError(f"--n-envs {cfg.n_envs} is not a multiple of --group-size {k}: use --n-envs "
-                                f"{cfg.n_envs - cfg.n_envs % k or k}.")
-        if cfg.algo == "supervised":
-            raise TextEnvsError("--algo supervised samples nothing: leave out --group-size.")
-    if cfg.filter_reward is not None and cfg.algo not in ("supervised", "raft"):
-        raise TextEnvsError(f"--filter-reward is a setting of --algo supervised (the train references whose reward "
-                            f"is at least T) and --algo raft (samples kept above T), not of --algo {cfg.algo}.")
 
 
 # ---------------------------------------------------------------------------------------------- supervised
@@ -311,13 +296,6 @@ def env_baseline(cfg: Any) -> str:
     return cfg.baseline
 
 
-def group_size(cfg: Any) -> int:
-    """``cfg.group_size``, or when None :data:`DEFAULT_GROUP_SIZE` for a group algorithm and 1 for the others."""
-    if cfg.group_size is not None:
-        return int(cfg.group_size)
-    return DEFAULT_GROUP_SIZE if cfg.algo in GROUP_ALGORITHMS else 1
-
-
 def group_kwargs(cfg: Any) -> dict[str, Any]:
     """``make_text_vec_env``'s ``group_size`` keyword for ``cfg`` (nothing when it asks for no groups)."""
     k = group_size(cfg)
@@ -355,6 +333,15 @@ def recorded_config(cfg: Any) -> dict[str, Any]:
         beta = _constructor_defaults(algorithm_class(cfg.algo)).get("beta")
         values["kl_coef"] = beta
     return values
+
+
+def training_kl_coef(cfg: Any) -> float:
+    """The KL coefficient the run of ``cfg`` trains with (the beta its frontier rows must be computed at): ``kl_coef``
+    when given; otherwise the env's default for PPO, A2C, TRPO, NLPO and every RLlib run, and the algorithm class's
+    own ``beta`` default for the library's critic-free classes (GRPO 0, RLOO 0.05, DPO 0.1; 0 where it has none)."""
+    if cfg.kl_coef is not None or cfg.engine != "sb3" or cfg.algo not in LIBRARY_CLASSES:
+        return float(cfg.kl_coefficient())
+    return float(_constructor_defaults(algorithm_class(cfg.algo)).get("beta") or 0.0)
 
 
 def _constructor_defaults(cls: type) -> dict[str, Any]:

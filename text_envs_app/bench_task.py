@@ -23,6 +23,8 @@ class BenchTask:
     :param decoding: how the trained models are evaluated and the curves drawn: ``"greedy"``, or ``"sampled"``
         (one text per prompt, seeded) where the start model's most likely text already scores well and what RL
         changes is its distribution (the ``greedy`` row stays greedy, the ``sampled`` row sampled).
+    :param filter_reward: the ``supervised-filtered`` method trains on the train references whose reward is at
+        least this (``--algo supervised --filter-reward``); None: the task has no such baseline.
     """
 
     env: str
@@ -31,3 +33,4 @@ class BenchTask:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = LEGACY_METRICS
     decoding: str = "greedy"
+    filter_reward: float | None = None

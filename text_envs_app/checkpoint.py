@@ -11,15 +11,16 @@ the parameters
     (``LLMPolicy(save_reference=False)``). The algorithm itself is rebuilt from the run's ``config.json`` (as a new
     run builds it) and the parameters loaded into it: SB3's zip, whose ``data`` entries are pickles, is not used.
 the state
-    what the parameters do not hold, so that N tokens + resume + N tokens gives the same weights as 2N straight:
-    the Python, NumPy and torch (and CUDA) random states; each env's state (its random generator, its data
-    sampling position ``_index_draws``, its in-progress episode, the ``Monitor`` counters, the
-    ``SelfCriticalReward`` baseline caches and the shared ``BaselinePool``'s decodings); the vector env's
-    buffers and pending seeds; the algorithm's step state (``_last_obs``: SB3 would reset the envs otherwise,
-    ``num_timesteps``, the episode-info window); the policy's KL coefficient and mask-sync counters; the rollout
-    buffer's state carried between rollouts (e.g. the KL of episodes still open). Rebuilt, not stored: the envs'
-    tokenized-prompt caches and the policy's decode caches (both are emptied at every update anyway, or are
-    pure caches of deterministic tokenization).
+    what the parameters do not hold, so that N tokens + resume + N tokens gives the same weights as 2N straight,
+    gathered from each stateful piece through its ``get_state()`` (:class:`text_envs.state.Stateful`;
+    :mod:`text_envs_app.run_state` lists the pieces): the Python, NumPy and torch (and CUDA) random states; each
+    env's random generator, data-sampling position and in-progress episode, the ``Monitor`` counters, the
+    per-prompt baselines' caches; the algorithm's step state (``_last_obs``: SB3 would reset the envs otherwise,
+    ``num_timesteps``, the episode-info window, through :mod:`sb3_ext.state`, the one adapter of SB3's
+    internals); the policy's KL coefficient and mask-sync counters; the rollout buffer's state carried between
+    rollouts (the KL of episodes still open). Rebuilt, not stored: the envs' tokenized-prompt caches and the
+    policy's decode caches (both are emptied at every update anyway, or are pure caches of deterministic
+    tokenization).
 ``manifest.json``
     the format version, the token count and the SHA-256 of each member.
 
@@ -46,7 +47,6 @@ import hashlib
 import io
 import json
 import os
-import random
 import re
 import signal
 import threading
@@ -58,11 +58,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from text_envs.errors import TextEnvsError
+from text_envs.state import StateError
+from text_envs_app import run_state
 from text_envs_app.run_folder import atomic_write
-from text_envs_app.state_codec import StateCodecError, dumps, is_encodable, loads
+from text_envs_app.run_state import FORMAT, capture_state
+from text_envs_app.state_codec import StateCodecError, dumps, loads
 
 __all__ = [
     "CheckpointError",
@@ -78,30 +79,12 @@ __all__ = [
     "DEFAULT_CHECKPOINT_EVERY",
 ]
 
-FORMAT = "text-envs-checkpoint/2"
 #: the formats before checkpoints became data only (their state is a pickle): refused
 PICKLE_FORMATS = ("text-envs-checkpoint/1",)
 #: the members of a checkpoint besides manifest.json (no other member is read)
 MEMBERS = ("state.json", "arrays.npz", "tensors.safetensors")
 DEFAULT_CHECKPOINT_EVERY = 4096
 _NAME = re.compile(r"^tokens-(\d+)\.ckpt$")
-
-#: the algorithm's attributes that change while it steps; stored in the state (from the rollout boundary),
-#: never in SB3's zip, whose copy could be from the middle of a rollout
-ALGO_STEP_KEYS = (
-    "num_timesteps",
-    "_episode_num",
-    "_n_updates",
-    "_last_obs",
-    "_last_episode_starts",
-    "_last_original_obs",
-    "ep_info_buffer",
-    "ep_success_buffer",
-    "_current_progress_remaining",
-    "_num_timesteps_at_start",
-)
-# caches rebuilt on demand (a few MB per env), and objects that are not state
-_SKIP_ATTRS = {"_prompt_cache", "env", "spec", "results_writer"}
 
 
 class CheckpointError(TextEnvsError):
@@ -113,184 +96,21 @@ class OldCheckpointError(CheckpointError):
 
 
 # ---------------------------------------------------------------------------------------------- state
-def _is_plain(value: Any) -> bool:
-    """Data (numbers, strings, arrays, generators and containers of them), not objects such as tokenizers: what
-    a checkpoint can store without a pickle (:func:`text_envs_app.state_codec.is_encodable`)."""
-    return is_encodable(value, tensors=False)
-
-
-def _plain_attrs(obj: Any, skip: Callable[[str, Any], bool] | None = None) -> dict[str, Any]:
-    """Deep copies of an object's plain-data attributes (its state, whatever subclass added them)."""
-    out = {}
-    for name, value in vars(obj).items():
-        if name in _SKIP_ATTRS or (skip is not None and skip(name, value)) or not _is_plain(value):
-            continue
-        out[name] = copy.deepcopy(value)
-    return out
-
-
-#: attributes that lead from a vector env to the objects holding env state: VecEnv wrappers and TextVecEnv
-#: (``venv``), DummyVecEnv (``envs``), Gymnasium wrappers (``env``), the native vector env (``single_env``), the
-#: per-prompt baselines (``baseline``: TextVecEnv's VectorBaseline; ``pool``: SelfCriticalReward's BaselinePool)
-_LINKS = ("venv", "envs", "env", "single_env", "baseline", "pool")
-
-
-def _state_objects(root: Any) -> list[tuple[str, Any]]:
-    """(path, object) of every object reachable from ``root`` through :data:`_LINKS`, each once, in a fixed order."""
-    seen: set[int] = set()
-    out: list[tuple[str, Any]] = []
-
-    def visit(path: str, obj: Any) -> None:
-        if obj is None or _is_plain(obj) or id(obj) in seen or not hasattr(obj, "__dict__"):
-            return
-        seen.add(id(obj))
-        out.append((path, obj))
-        for link in _LINKS:
-            value = vars(obj).get(link)
-            if isinstance(value, list):
-                for i, item in enumerate(value):
-                    visit(f"{path}.{link}[{i}]", item)
-            elif value is not None:
-                visit(f"{path}.{link}", value)
-
-    visit("", root)
-    return out
-
-
-def _in_subprocesses(venv: Any) -> bool:
-    from stable_baselines3.common.vec_env import SubprocVecEnv
-
-    return any(isinstance(obj, SubprocVecEnv) for _, obj in _state_objects(venv))
-
-
-def _env_states(venv: Any) -> dict[str, Any] | None:
-    """The plain-data state of every object of the vector env (None when its envs run in other processes)."""
-    if _in_subprocesses(venv):
-        return None
-    return {path: (type(obj).__name__, _plain_attrs(obj)) for path, obj in _state_objects(venv)}
-
-
-def _restore_env_states(venv: Any, saved: dict[str, Any]) -> None:
-    objects = dict(_state_objects(venv))
-    mine = {path: type(obj).__name__ for path, obj in objects.items()}
-    theirs = {path: name for path, (name, _) in saved.items()}
-    if mine != theirs:
-        raise CheckpointError(
-            "the checkpoint's envs are not built like these (a different --n-envs, --vec-env or baseline?): "
-            f"expected {sorted(theirs.items())[:6]}..., got {sorted(mine.items())[:6]}...; resume with the run's "
-            "own settings"
-        )
-    for path, (_, attrs) in saved.items():
-        obj = objects[path]
-        for name, value in attrs.items():
-            setattr(obj, name, value)
-        if "_example" in vars(obj):
-            obj._example = None  # the single env's current example: re-fetched from the source on first use
-
-
-def _buffer_state(buffer: Any) -> dict[str, Any]:
-    """The rollout buffer's state that outlives a rollout (per-step storage, (n_steps, n_envs, ...), is left out:
-    it is empty at a rollout boundary)."""
-    if buffer is None:
-        return {}
-    n, m = getattr(buffer, "buffer_size", -1), getattr(buffer, "n_envs", -1)
-
-    def per_step(name: str, value: Any) -> bool:
-        if name.startswith("seg_") or name in ("observations", "segment_of", "_open"):
-            return True
-        if isinstance(value, dict):
-            return any(per_step(name, v) for v in value.values())
-        return isinstance(value, np.ndarray) and value.shape[:2] == (n, m)
-
-    return _plain_attrs(buffer, skip=per_step)
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch as th
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": th.get_rng_state()}
-    if th.cuda.is_available() and th.cuda.is_initialized():
-        state["cuda"] = th.cuda.get_rng_state_all()
-    return state
-
-
-def _restore_rng(state: dict[str, Any], log: Callable[[str], Any]) -> None:
-    import torch as th
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    th.set_rng_state(state["torch"])
-    if "cuda" in state:
-        if th.cuda.is_available() and th.cuda.device_count() == len(state["cuda"]):
-            th.cuda.set_rng_state_all(state["cuda"])
-        else:
-            log("note: the checkpoint's CUDA random state is for another set of GPUs; the resumed run is not exact")
-
-
-def capture_state(model: Any) -> dict[str, Any]:
-    """Everything a resumed run needs beyond SB3's zip (see the module docstring), as deep copies."""
-    import torch as th
-
-    policy = model.policy
-    controller = getattr(policy, "kl_controller", None)
-    return {
-        "format": FORMAT,
-        "num_timesteps": int(model.num_timesteps),
-        "algo": {k: copy.deepcopy(getattr(model, k)) for k in ALGO_STEP_KEYS if hasattr(model, k)},
-        "spaces": {k: copy.deepcopy(getattr(getattr(model, k), "_np_random", None))
-                   for k in ("action_space", "observation_space")},
-        "policy": {
-            "kl_coef": controller.value if controller is not None else None,
-            "updates_since_mask_sync": getattr(policy, "_updates_since_mask_sync", 0),
-            "mask_sync_due": getattr(policy, "_mask_sync_due", False),
-        },
-        "buffer": _buffer_state(getattr(model, "rollout_buffer", None)),
-        # algorithms that say what they carry between rollouts (sb3_ext.GRPO & co: texts of unfinished groups)
-        "algorithm": model.get_state() if hasattr(model, "get_state") else None,
-        "envs": _env_states(model.env),
-        "rng": _rng_state(),
-        "torch_threads": th.get_num_threads(),
-        "device": str(model.device),
-    }
-
-
 def restore_state(model: Any, state: dict[str, Any], log: Callable[[str], Any] = print) -> None:
-    """Put a captured state back into a freshly loaded model and its (freshly built) env; the random states last.
-
-    Call it right before ``model.learn(..., reset_num_timesteps=False)``: nothing between may draw random numbers.
-    """
-    import torch as th
-
-    for key, value in state["algo"].items():
-        setattr(model, key, value)
-    for key, value in state["spaces"].items():
-        if value is not None:
-            getattr(model, key)._np_random = value
-    policy, saved = model.policy, state["policy"]
-    if saved["kl_coef"] is not None and getattr(policy, "kl_controller", None) is not None:
-        policy.kl_controller.value = saved["kl_coef"]
-    policy._updates_since_mask_sync = saved["updates_since_mask_sync"]
-    policy._mask_sync_due = saved["mask_sync_due"]
-    for key, value in state["buffer"].items():
-        setattr(model.rollout_buffer, key, value)
-    if state.get("algorithm") is not None:
-        model.set_state(state["algorithm"])
-    if state["envs"] is not None:
-        _restore_env_states(model.env, state["envs"])
-    else:  # saved from envs in other processes: SB3 resets them at the next learn()
-        model._last_obs = None
-        log("note: the checkpoint has no env states (the envs ran in subprocesses): the resumed run starts new "
-            "episodes, so it is not the exact continuation of the interrupted one")
-    if state["torch_threads"] != th.get_num_threads():
-        log(f"note: the run used {state['torch_threads']} torch threads and this process {th.get_num_threads()}: "
-            "float sums may round differently, so the resumed run may drift from the uninterrupted one")
-    _restore_rng(state["rng"], log)
+    """:func:`text_envs_app.run_state.restore_state`, a state that does not fit the run's pieces reported as a
+    :class:`CheckpointError`. Call it right before ``model.learn(..., reset_num_timesteps=False)``."""
+    try:
+        run_state.restore_state(model, state, log)
+    except StateError as e:
+        raise CheckpointError(f"the checkpoint's state does not fit this run: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _sb3_bytes(model: Any, exclude: tuple[str, ...] = ALGO_STEP_KEYS) -> bytes:
+def _sb3_bytes(model: Any) -> bytes:
+    from sb3_ext.state import ALGORITHM_STEP_ATTRIBUTES
+
     buf = io.BytesIO()
-    model.save(buf, exclude=list(exclude))
+    model.save(buf, exclude=list(ALGORITHM_STEP_ATTRIBUTES))  # resume state (in the checkpoints), not settings
     return buf.getvalue()
 
 

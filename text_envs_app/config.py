@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from text_envs.errors import TextEnvsError, unknown_name
-from text_envs_app.algorithms import RLLIB_ALGORITHMS
-from text_envs_app.algorithms import SB3_ALGORITHMS as ALGORITHMS
+from text_envs_app.algorithm_rules import RLLIB_ALGORITHMS
+from text_envs_app.algorithm_rules import SB3_ALGORITHMS as ALGORITHMS
 
 ENGINES = ("sb3", "rllib")
 BASELINES = ("auto", "greedy", "none")
@@ -25,10 +25,17 @@ VEC_ENVS = ("native", "dummy", "subproc")
 TABLE_METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu", "meteor")
 DEFAULT_KL_COEF = {"TextContinuation-v0": 0.5}
 """``TrainConfig.kl_coef`` when None, by env (0.02 for every other env)."""
+DEFAULT_ALGO = {"TextContinuation-v0": "rloo"}
+"""The algorithm ``text-envs train`` runs on an env when ``--algo`` is not given (on ``--engine sb3``; PPO for every
+other env, and for a ``TrainConfig(...)`` built by hand): on the main job RLOO with the KL in its reward estimates
+the gradient of J = reward - kl_coef * KL itself, and took 0.663 of the achievable gain where PPO took 0.271
+(guides/main_job.md; its settings: text_envs_app.algorithms.ENV_ALGO_DEFAULTS)."""
 DEFAULT_DECODING = {"TextContinuation-v0": "sampled"}
 """``TrainConfig.eval_decoding`` when None, by env (greedy for every other env)."""
 DEFAULT_DIFFICULTY = {"TextContinuation-v0": 1}
 """``TrainConfig.difficulty`` when None, by env (3 for every other env)."""
+DEFAULT_OOD_SPLIT = {"TextContinuation-v0": "ood"}
+"""``TrainConfig.ood_split`` when None, by env, for the embedded data (none for every other env or for own data)."""
 HACKING_METRICS = ("distinct-1", "distinct-2", "self-bleu", "mean_words", "repeated_ngrams", "validity",
                    "sentiment-judge", "judge_disagreement")
 """Rows of the results table that catch reward hacking (text_envs.diversity.HACKING_METRICS, without importing it)."""
@@ -55,7 +62,8 @@ class TrainConfig:
     algo: str = "ppo"
     """ppo, a2c, trpo, nlpo (PPO with a top-p action mask from a periodically synced copy of the policy), grpo, rloo,
     reinforce, raft, dpo or supervised (teacher forcing on the train references, --filter-reward); with --engine
-    rllib: ppo, impala or appo. The command line adds each env's and algorithm's defaults (text_envs_app.algorithms)"""
+    rllib: ppo, impala or appo. The command line adds each env's and algorithm's defaults (text_envs_app.algorithms),
+    and without --algo runs the env's default algorithm: rloo on TextContinuation-v0 (DEFAULT_ALGO), ppo elsewhere"""
     group_size: int | None = None
     """k envs write for the same prompt (grpo, rloo, raft, dpo compare a group's k texts; a multiple of --n-envs);
     None: 4 for those algorithms, 1 (no groups) for the others"""
@@ -195,7 +203,14 @@ class TrainConfig:
     changes), greedy otherwise.
     The table gives the other decoding's reward and KL too"""
     eval_split: str = "test"
-    """the held-out split to evaluate on"""
+    """the held-out split to evaluate on (TextContinuation-v0 also has "ood": openings worded unlike the training
+    generator's)"""
+    ood_split: str | None = None
+    """a second held-out split, evaluated after training beside --eval-split in a table of its own (the start and
+    the trained model: reward, KL to the start model, the hacking metrics, the share of the achievable gain), to see
+    whether what training bought holds on prompts worded otherwise; None: "ood" for TextContinuation-v0's embedded
+    data (400 openings whose templates and vocabulary the training generator never uses), none for the other envs
+    and for data of your own; "none": skip it"""
     out: str = "runs/train"
     """output folder (refused if it exists, unless --resume or --overwrite)"""
     resume: bool = False
@@ -234,7 +249,7 @@ class TrainConfig:
             raise TextEnvsError(f"--eval-decoding must be greedy, sampled or best-of-n, got {self.eval_decoding!r}.")
         if self.best_of_n < 1:
             raise TextEnvsError(f"--best-of-n must be at least 1 (samples per prompt), got {self.best_of_n}.")
-        from text_envs_app.algorithms import check_settings
+        from text_envs_app.algorithm_rules import check_settings
 
         check_settings(self)  # --group-size, --filter-reward
         if self.difficulty is not None and self.difficulty not in DIFFICULTIES:
@@ -243,6 +258,9 @@ class TrainConfig:
                      "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise TextEnvsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
+        if self.ood_split is not None and (not isinstance(self.ood_split, str) or not self.ood_split.strip()):
+            raise TextEnvsError(f"--ood-split must name a split of the env (e.g. ood) or be none, got "
+                                f"{self.ood_split!r}.")
         if self.frontier_samples == 1 or self.frontier_samples < 0:
             raise TextEnvsError(f"--frontier-samples must be 0 (skip the start model's limit) or at least 2, got "
                                 f"{self.frontier_samples}.")
@@ -351,6 +369,14 @@ class TrainConfig:
     def decoding(self) -> str:
         """``eval_decoding``, or the env's default when None (see the field)."""
         return self.eval_decoding or DEFAULT_DECODING.get(self.env, "greedy")
+
+    def generalisation_split(self) -> str | None:
+        """``ood_split``, or the env's default when None (see the field); None when there is none to evaluate."""
+        if self.ood_split is not None:
+            return None if self.ood_split == "none" else self.ood_split
+        if self.data_spec() is not None:
+            return None
+        return DEFAULT_OOD_SPLIT.get(self.env)
 
     def embedded_difficulty(self) -> int:
         """``difficulty``, or the env's default when None (see the field)."""

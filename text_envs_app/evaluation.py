@@ -4,9 +4,10 @@ the sampled reward, the KL to the starting model and its perplexity of the texts
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,37 @@ def check_eval_split(cfg: TrainConfig) -> None:
     import gymnasium as gym
 
     gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs()).close()
+    second = cfg.generalisation_split()
+    if second is not None and second != cfg.eval_split:  # --ood-split: a wrong name stops the run here too
+        gym.make(cfg.env, split=second, **cfg.env_kwargs()).close()
+
+
+def second_split_config(cfg: TrainConfig) -> TrainConfig | None:
+    """``cfg`` evaluating its second held-out split (:meth:`TrainConfig.generalisation_split`, TextContinuation-v0's
+    ``"ood"`` openings by default) instead of ``eval_split``; None when there is none (or it is ``eval_split``)."""
+    split = cfg.generalisation_split()
+    if split is None or split == cfg.eval_split:
+        return None
+    return dataclasses.replace(cfg, eval_split=split)
+
+
+def evaluate_start_on_second_split(cfg: TrainConfig, start_policy: Any, start_lm: Any,
+                                   log: Callable[[str], None] = print,
+                                   progress: bool = False) -> dict[str, float] | None:
+    """The start model's table on the second held-out split (:func:`second_split_config`), as the start column of
+    the main split is made (KL 0 to itself, ``start_ppl`` of its texts); None when there is no second split.
+
+    :param start_policy: the policy before training (the run's own, evaluated before it learns).
+    """
+    other = second_split_config(cfg)
+    if other is None:
+        return None
+    log(f"evaluating the starting model on {eval_count(other):,} {other.eval_split} examples"
+        + (" (openings worded unlike the training prompts) ..." if other.eval_split == "ood" else " ..."))
+    start, generations = evaluate_policy_on_split(start_policy, other, progress=progress)
+    start["kl"] = start["greedy_kl" if other.decoding() == "sampled" else "sampled_kl"] = 0.0
+    start["start_ppl"] = start_model_ppl(start_lm, other, generations)
+    return dict(start)
 
 
 def env_reward_name(cfg: TrainConfig) -> str | None:
@@ -135,9 +167,7 @@ def sequence_kl(policy: Any, reference_lm: Any, cfg: TrainConfig, generations: l
             p_ids = th.as_tensor(ids[None], device=policy.device)
             p_mask = th.as_tensor(mask[None], device=policy.device)
             t_ids = th.as_tensor([tokens], device=policy.device)
-            logp = th.log_softmax(policy.distribution_logits(policy.backend.forward_sequences(p_ids, p_mask, t_ids)[0]), -1)
-            logq = th.log_softmax(policy.distribution_logits(ref_backend.forward_sequences(p_ids, p_mask, t_ids)[0]), -1)
-            total += float((logp.exp() * (logp - logq)).sum())
+            total += policy.text_kl(ref_backend, p_ids, p_mask, t_ids)  # lm_core.kl.sequence_kl
     return total / max(1, len(generations))
 
 
@@ -170,9 +200,10 @@ def tokenization_note(rows: dict[str, dict[str, float]]) -> str:
     return f"Tokenization{where}: " + "; ".join(f"{', '.join(ms)} {tok}" for tok, ms in groups.items()) + "."
 
 
-def format_table(rows: dict[str, dict[str, float]], digits: int = 4) -> str:
-    """A Markdown table with one column per row name (e.g. before / after), then a line naming the
-    tokenization the metrics ran with (:func:`tokenization_note`) when the columns carry it."""
+def format_table(rows: dict[str, dict[str, float]], digits: int = 4, notes: bool = True) -> str:
+    """A Markdown table with one column per row name (e.g. before / after), then (``notes``) the lines saying how
+    the texts were decoded, the tokenization the metrics ran with (:func:`tokenization_note`) and what the
+    frontier rows are, when the columns carry them."""
     names = list(rows)
     keys = [k for k in ("rouge-1", "rouge-2", "rouge-l", "bleu", "meteor", "sentiment-classifier", "reward", "kl",
                         "kl_bound", "start_ppl", "gen_len", "greedy_reward", "greedy_kl", "sampled_reward",
@@ -182,6 +213,8 @@ def format_table(rows: dict[str, dict[str, float]], digits: int = 4) -> str:
     for key in keys:
         cells = [f"{rows[n][key]:.{digits}f}" if key in rows[n] else "" for n in names]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    if not notes:
+        return "\n".join(lines)
     notes = [n for n in (decoding_note(rows), tokenization_note(rows), frontier_note(rows)) if n]
     return "\n".join(lines) + "".join(f"\n\n{n}" for n in notes)
 

@@ -31,7 +31,7 @@ _SB3 = ("make_train_env", "attach_baseline", "algorithm_class", "build_model", "
 _TRAIN = ("train", "train_unlocked", "supervised_same_time")
 _EVAL_JOB = ("RUN_DATA_KEYS", "EVAL_KEYS", "find_saved_model", "run_split_of_file", "trained_rows_note",
              "evaluate_saved")
-_BENCH = ("BENCH_METHODS", "BENCH_PRESETS", "run_benchmark", "_bench_one", "_plot_bench")
+_BENCH = ("BENCH_METHODS", "BENCH_PRESETS", "run_benchmark", "_bench_one")
 
 MOVED: dict[str, str] = {
     **{name: f"text_envs_app.config:{name}" for name in _CONFIG},
@@ -49,6 +49,7 @@ MOVED: dict[str, str] = {
     "_starting_model": "text_envs_app.engines.sb3:starting_model",
     "_CurveRecorder": "text_envs_app.engines.sb3:CurveRecorder",
     "_TokenProgressBar": "text_envs_app.engines.sb3:TokenProgressBar",
+    "_plot_bench": "text_envs_app.bench_report:plot_bench",
 }
 """Each old name of this module: its new home, as ``"module:name"``."""
 

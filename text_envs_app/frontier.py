@@ -61,7 +61,7 @@ def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, tem
     :param seed: seeds torch's generator for the call (the global random state is restored afterwards).
     :param progress: called with the number of texts finished after each batch.
     :return: one dict per index: ``example_index``, ``prompt``, ``references``, ``texts`` (M), ``rewards`` (M),
-        ``gen_len`` (M, tokens without EOS).
+        ``gen_len`` (M, tokens without EOS), ``token_ids`` (M lists of the sampled ids, EOS dropped).
     """
     import torch as th
 
@@ -89,7 +89,8 @@ def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, tem
             for k, (index, (prompt, refs)) in enumerate(zip(batch, texts)):
                 own = generated[k * samples:(k + 1) * samples]
                 rows.append({"example_index": int(index), "prompt": prompt, "references": list(refs),
-                             "texts": [env.decode(t) for t in own], "gen_len": [len(t) for t in own]})
+                             "texts": [env.decode(t) for t in own], "gen_len": [len(t) for t in own],
+                             "token_ids": own})
             if progress is not None:
                 progress(len(batch) * samples)
     finally:
@@ -268,7 +269,9 @@ def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str,
     token along its texts, far less noisy). Returns what results.json keeps; None when skipped (``frontier_samples``
     0, a KL coefficient of 0 or a per-token task).
     """
-    beta = float(cfg.kl_coefficient())
+    from text_envs_app.algorithms import training_kl_coef  # the beta the run trains with, not the env's default
+
+    beta = training_kl_coef(cfg)
     if not cfg.frontier_samples or beta <= 0 or env_reward_name(cfg) is None:
         return None
     log(f"the start model's limit at kl_coef {beta:g}: {cfg.frontier_samples} sampled texts per "
@@ -481,8 +484,9 @@ def add_frontier_command(sub: Any, add_config_flags: Callable[..., None],
     parser.add_argument("--samples", type=int, default=64, metavar="M", help="texts per prompt (default: 64)")
     parser.add_argument("--betas", type=_betas, default=list(DEFAULT_BETAS), metavar="B1,B2,...",
                         help=f"KL coefficients (default: {','.join(f'{b:g}' for b in DEFAULT_BETAS)})")
-    parser.add_argument("--split", dest="eval_split", choices=("train", "validation", "test"),
-                        default=argparse.SUPPRESS, help="the split whose prompts are sampled (default: test)")
+    parser.add_argument("--split", dest="eval_split", choices=("train", "validation", "test", "ood"),
+                        default=argparse.SUPPRESS, help="the split whose prompts are sampled; ood: TextContinuation-v0's "
+                        "openings worded unlike the training generator's (default: test)")
     parser.add_argument("--examples", dest="eval_examples", type=int, default=argparse.SUPPRESS, metavar="N",
                         help="the first N prompts of the split (default: 200)")
     parser.add_argument("--out", default=None, metavar="DIR", help="write the results to DIR (refused if it exists)")

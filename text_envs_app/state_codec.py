@@ -63,61 +63,105 @@ def is_encodable(value: Any, tensors: bool = True) -> bool:
     return False
 
 
-def encode(value: Any) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
-    """``(tree, arrays, tensors)``: ``value`` as a JSON-compatible tree plus the arrays and tensors it holds.
+_SCALARS = (bool, int, float, str)
+#: the mapping types stored, by tag
+_MAPPINGS = {dict: "dict", collections.OrderedDict: "odict", collections.defaultdict: "defaultdict"}
+_SEQUENCES = (list, tuple, set, frozenset, collections.deque)
 
-    :raises StateCodecError: naming the path of the first value that is not data (e.g. an object).
-    """
-    arrays: dict[str, np.ndarray] = {}
-    tensors: dict[str, Any] = {}
 
-    def enc(v: Any, path: str) -> Any:
+class _Encoder:
+    """One :func:`encode` call: the tree it builds and the arrays and tensors it set aside (keyed ``a<i>``,
+    ``t<i>``)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.tensors: dict[str, Any] = {}
+
+    def enc(self, v: Any, path: str) -> Any:
         kind = type(v)
-        if v is None or kind in (bool, int, float, str):
+        if v is None or kind in _SCALARS:
             return v
         if kind is complex:
             return {"$": "complex", "re": v.real, "im": v.imag}
         if kind is bytes:
             return {"$": "bytes", "b64": base64.b64encode(v).decode("ascii")}
         if isinstance(v, (np.ndarray, np.generic)):
-            if not is_encodable(v):
-                raise StateCodecError(f"{path or 'the value'}: a NumPy {v.dtype} value cannot be stored as data")
-            key = f"a{len(arrays)}"
-            arrays[key] = np.asarray(v)
-            return {"$": "ndarray" if isinstance(v, np.ndarray) else "npscalar", "key": key}
+            return self.array(v, path)
         if kind is np.random.Generator:
-            name = type(v.bit_generator).__name__
-            if name not in BIT_GENERATORS:
-                raise StateCodecError(f"{path}: a Generator over {name}, expected one of {BIT_GENERATORS}")
-            return {"$": "generator", "bit_generator": name, "state": enc(v.bit_generator.state, path + ".state")}
+            return self.generator(v, path)
         if _is_tensor(v):
-            key = f"t{len(tensors)}"
-            tensors[key] = v.detach().cpu().contiguous().clone()  # a copy: tied weights share storage
+            key = f"t{len(self.tensors)}"
+            self.tensors[key] = v.detach().cpu().contiguous().clone()  # a copy: tied weights share storage
             return {"$": "tensor", "key": key}
-        if kind is list:
-            return [enc(x, f"{path}[{i}]") for i, x in enumerate(v)]
-        if kind in (tuple, set, frozenset):
-            items = sorted(v, key=repr) if kind is not tuple else v  # sets: a fixed order, the same file each time
-            return {"$": kind.__name__, "items": [enc(x, f"{path}[{i}]") for i, x in enumerate(items)]}
-        if kind is collections.deque:
-            return {"$": "deque", "maxlen": v.maxlen, "items": [enc(x, f"{path}[{i}]") for i, x in enumerate(v)]}
-        if kind in (dict, collections.OrderedDict, collections.defaultdict):
-            node: dict[str, Any] = {"$": {dict: "dict", collections.OrderedDict: "odict",
-                                          collections.defaultdict: "defaultdict"}[kind]}
-            if kind is collections.defaultdict:
-                factory = {f: n for n, f in DEFAULT_FACTORIES.items()}.get(v.default_factory)
-                if factory is None:
-                    raise StateCodecError(f"{path}: a defaultdict of {v.default_factory!r} cannot be stored as data")
-                node["factory"] = factory
-            if all(type(k) is str for k in v):
-                node["items"] = {k: enc(x, f"{path}[{k!r}]") for k, x in v.items()}
-            else:
-                node["pairs"] = [[enc(k, f"{path}.key"), enc(x, f"{path}[{k!r}]")] for k, x in v.items()]
-            return node
+        if kind in _SEQUENCES:
+            return self.sequence(v, path)
+        if kind in _MAPPINGS:
+            return self.mapping(v, path)
         raise StateCodecError(f"{path or 'the value'}: a {kind.__module__}.{kind.__qualname__} is not data "
                               "(expected numbers, strings, containers, arrays, tensors or random generators)")
 
-    return enc(value, ""), arrays, tensors
+    def array(self, v: np.ndarray | np.generic, path: str) -> dict[str, Any]:
+        if not is_encodable(v):
+            raise StateCodecError(f"{path or 'the value'}: a NumPy {v.dtype} value cannot be stored as data")
+        key = f"a{len(self.arrays)}"
+        self.arrays[key] = np.asarray(v)
+        return {"$": "ndarray" if isinstance(v, np.ndarray) else "npscalar", "key": key}
+
+    def generator(self, v: np.random.Generator, path: str) -> dict[str, Any]:
+        name = type(v.bit_generator).__name__
+        if name not in BIT_GENERATORS:
+            raise StateCodecError(f"{path}: a Generator over {name}, expected one of {BIT_GENERATORS}")
+        return {"$": "generator", "bit_generator": name, "state": self.enc(v.bit_generator.state, path + ".state")}
+
+    def sequence(self, v: Any, path: str) -> Any:
+        kind = type(v)
+        if kind is list:
+            return [self.enc(x, f"{path}[{i}]") for i, x in enumerate(v)]
+        items = v if kind in (tuple, collections.deque) else sorted(v, key=repr)  # sets: the same file each time
+        node: dict[str, Any] = {"$": kind.__name__}
+        if kind is collections.deque:
+            node["maxlen"] = v.maxlen
+        node["items"] = [self.enc(x, f"{path}[{i}]") for i, x in enumerate(items)]
+        return node
+
+    def mapping(self, v: dict[Any, Any], path: str) -> dict[str, Any]:
+        node: dict[str, Any] = {"$": _MAPPINGS[type(v)]}
+        if type(v) is collections.defaultdict:
+            factory = {f: n for n, f in DEFAULT_FACTORIES.items()}.get(v.default_factory)
+            if factory is None:
+                raise StateCodecError(f"{path}: a defaultdict of {v.default_factory!r} cannot be stored as data")
+            node["factory"] = factory
+        if all(type(k) is str for k in v):
+            node["items"] = {k: self.enc(x, f"{path}[{k!r}]") for k, x in v.items()}
+        else:
+            node["pairs"] = [[self.enc(k, f"{path}.key"), self.enc(x, f"{path}[{k!r}]")] for k, x in v.items()]
+        return node
+
+
+def encode(value: Any) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+    """``(tree, arrays, tensors)``: ``value`` as a JSON-compatible tree plus the arrays and tensors it holds.
+
+    :raises StateCodecError: naming the path of the first value that is not data (e.g. an object).
+    """
+    encoder = _Encoder()
+    tree = encoder.enc(value, "")
+    return tree, encoder.arrays, encoder.tensors
+
+
+def _generator(state: Any, bit_generator: str) -> np.random.Generator:
+    if bit_generator not in BIT_GENERATORS:
+        raise StateCodecError(f"unknown bit generator {bit_generator!r}")
+    bits = getattr(np.random, bit_generator)()
+    bits.state = state
+    return np.random.Generator(bits)
+
+
+def _mapping(node: dict[str, Any], dec: Callable[[Any], Any]) -> Any:
+    pairs = (((k, dec(x)) for k, x in node["items"].items()) if "items" in node
+             else ((dec(k), dec(x)) for k, x in node["pairs"]))
+    if node["$"] == "defaultdict":
+        return collections.defaultdict(DEFAULT_FACTORIES[node["factory"]], pairs)
+    return (collections.OrderedDict if node["$"] == "odict" else dict)(pairs)
 
 
 def decode(tree: Any, arrays: dict[str, np.ndarray], tensors: dict[str, Any]) -> Any:
@@ -125,44 +169,35 @@ def decode(tree: Any, arrays: dict[str, np.ndarray], tensors: dict[str, Any]) ->
 
     :raises StateCodecError: for a node it does not write (an unknown tag, a missing array).
     """
+    readers: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "complex": lambda n: complex(float(n["re"]), float(n["im"])),
+        "bytes": lambda n: base64.b64decode(n["b64"]),
+        "ndarray": lambda n: arrays[n["key"]].copy(),
+        "npscalar": lambda n: arrays[n["key"]][()],
+        "generator": lambda n: _generator(dec(n["state"]), n["bit_generator"]),
+        "tensor": lambda n: tensors[n["key"]],
+        "tuple": lambda n: tuple(dec(x) for x in n["items"]),
+        "set": lambda n: {dec(x) for x in n["items"]},
+        "frozenset": lambda n: frozenset(dec(x) for x in n["items"]),
+        "deque": lambda n: collections.deque((dec(x) for x in n["items"]), maxlen=n["maxlen"]),
+        **{tag: lambda n: _mapping(n, dec) for tag in _MAPPINGS.values()},
+    }
 
     def dec(node: Any) -> Any:
-        if node is None or type(node) in (bool, int, float, str):
+        if node is None or type(node) in _SCALARS:
             return node
         if type(node) is list:
             return [dec(x) for x in node]
         if type(node) is not dict or "$" not in node:
             raise StateCodecError(f"not a stored value: {str(node)[:80]!r}")
         tag = node["$"]
+        reader = readers.get(tag) if isinstance(tag, str) else None
+        if reader is None:
+            raise StateCodecError(f"unknown stored type {tag!r}")
         try:
-            if tag == "complex":
-                return complex(float(node["re"]), float(node["im"]))
-            if tag == "bytes":
-                return base64.b64decode(node["b64"])
-            if tag in ("ndarray", "npscalar"):
-                array = arrays[node["key"]]
-                return array.copy() if tag == "ndarray" else array[()]
-            if tag == "generator":
-                if node["bit_generator"] not in BIT_GENERATORS:
-                    raise StateCodecError(f"unknown bit generator {node['bit_generator']!r}")
-                bit_generator = getattr(np.random, node["bit_generator"])()
-                bit_generator.state = dec(node["state"])
-                return np.random.Generator(bit_generator)
-            if tag == "tensor":
-                return tensors[node["key"]]
-            if tag in ("tuple", "set", "frozenset"):
-                return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](dec(x) for x in node["items"])
-            if tag == "deque":
-                return collections.deque((dec(x) for x in node["items"]), maxlen=node["maxlen"])
-            if tag in ("dict", "odict", "defaultdict"):
-                pairs = (((k, dec(x)) for k, x in node["items"].items()) if "items" in node
-                         else ((dec(k), dec(x)) for k, x in node["pairs"]))
-                if tag == "defaultdict":
-                    return collections.defaultdict(DEFAULT_FACTORIES[node["factory"]], pairs)
-                return (collections.OrderedDict if tag == "odict" else dict)(pairs)
+            return reader(node)
         except (KeyError, TypeError, ValueError) as e:
             raise StateCodecError(f"a stored {tag!r} value is malformed ({type(e).__name__}: {e})") from e
-        raise StateCodecError(f"unknown stored type {tag!r}")
 
     return dec(tree)
 

@@ -25,12 +25,13 @@ import numpy as np
 
 from text_envs.rewards.base import Reward, RewardError, make_reward
 
-__all__ = ["BatchedRewardWrapper", "MissingEOSPenalty", "score_final_infos"]
+__all__ = ["BatchedRewardWrapper", "MissingEOSPenalty", "score_final_infos", "check_reward_mode"]
 
 _NEEDED = ("generated_text", "references", "prompt_text")
 
 
-def _check_mode(mode: str) -> None:
+def check_reward_mode(mode: str) -> None:
+    """Refuse a batched reward ``mode`` other than ``"replace"`` and ``"add"`` (both wrappers' argument)."""
     if mode not in ("replace", "add"):
         raise RewardError(f"Expected mode 'replace' or 'add', got {mode!r}.")
 
@@ -64,7 +65,7 @@ class BatchedRewardWrapper(gym.vector.VectorWrapper):
 
     def __init__(self, env: gym.vector.VectorEnv, reward: Any, mode: str = "replace", weight: float = 1.0) -> None:
         super().__init__(env)
-        _check_mode(mode)
+        check_reward_mode(mode)
         self.reward = make_reward(reward)
         self.mode, self.weight = mode, float(weight)
 

@@ -67,7 +67,9 @@ class TextContinuationEnv(TextGenerationEnv):
     ## Arguments
     :param dataset: None (embedded), ``"imdb"``, a ``datasets.Dataset``, rows, or a local file path.
     :param split: ``"train"``, ``"validation"`` or ``"test"`` (IMDB has ``train``/``test``/``unsupervised``; a
-        local file is one split whatever this says).
+        local file is one split whatever this says); the embedded data also has ``"ood"``: 400 openings worded
+        unlike the generator's, with held-out templates and vocabulary (:mod:`text_envs.data.reviews_ood`), to
+        evaluate how a model trained on the generator's openings behaves on other wording.
     :param prompt_field: dotted column name of the text (of the prompt when ``reference_field`` is given).
     :param reference_field: dotted column name of the continuation; None: split ``prompt_field``'s text.
     :param prompt_words: the number of words of a text that form the prompt when it is split (default 16).
@@ -100,7 +102,7 @@ class TextContinuationEnv(TextGenerationEnv):
         truncation_side: str = "right",
         **kwargs: Any,
     ) -> None:
-        from text_envs.data.reviews import SPLIT_SIZES, review_row
+        from text_envs.data.reviews_ood import REVIEW_SPLIT_SIZES, review_row_with_ood
         from text_envs.tokenization import load_tokenizer
 
         if isinstance(prompt_words, bool) or not isinstance(prompt_words, int) or prompt_words < 1:
@@ -113,8 +115,8 @@ class TextContinuationEnv(TextGenerationEnv):
         source = build_source(
             dataset=dataset,
             split=split,
-            embedded=review_row,
-            embedded_sizes=SPLIT_SIZES,
+            embedded=review_row_with_ood,
+            embedded_sizes=REVIEW_SPLIT_SIZES,
             difficulty=difficulty,
             hub_specs=HUB_DATASETS,
             hub_config=lambda spec: dataset_config or spec.config,

@@ -70,6 +70,8 @@ class TextCopyEnv(TextGenerationEnv):
     """
 
     reward_threshold = 0.9
+    #: :meth:`get_state` also saves the current target and the tokens written right so far
+    STATE_ATTRIBUTES = TextGenerationEnv.STATE_ATTRIBUTES + ("_target", "_correct")
 
     def __init__(
         self,

@@ -18,6 +18,8 @@ class TextCopyVectorEnv(TextGenerationVectorEnv):
     """``TextCopy-v0``'s vector entry point: its per-token rewards and metrics as array operations."""
 
     task_entry_point = "text_envs.tasks.copy:TextCopyEnv"
+    #: :meth:`get_state` also saves each row's tokens written right so far
+    STATE_ATTRIBUTES = TextGenerationVectorEnv.STATE_ATTRIBUTES + ("_correct",)
 
     def _check_supported(self, env: TextGenerationEnv) -> None:
         if type(env) is not TextCopyEnv:

@@ -52,6 +52,7 @@ from gymnasium.vector.utils import batch_space
 
 from text_envs.core import TextGenerationEnv, registered_id, score_texts
 from text_envs.errors import TextEnvsError, accepted_keywords, check_keywords
+from text_envs.state import StateError, attribute_state, set_attribute_state
 
 __all__ = ["TextGenerationVectorEnv", "StepResult", "load_entry_point"]
 
@@ -109,6 +110,13 @@ class TextGenerationVectorEnv(VectorEnv):
     #: "module:Class" of the single-env task this vector env batches (set by the per-task subclasses).
     task_entry_point: str | None = None
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    #: what :meth:`get_state` saves: each row's episode in progress, random generator and draws, the groups' next
+    #: examples and waiting rows (the prompt cache and the rows' ``Example`` objects are rebuilt on demand; the
+    #: rows draw from their own generators, never from the vector env's ``np_random``)
+    STATE_ATTRIBUTES: tuple[str, ...] = (
+        "_prompt_ids", "_prompt_mask", "_gen_ids", "_gen_mask", "_t", "_potential", "_index", "_needs_reset",
+        "_started", "_rngs", "_draws", "_draw_pos", "_waiting", "_group_next",
+    )
 
     def __init__(self, num_envs: int = 1, *, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
                  env: TextGenerationEnv | None = None, group_size: int = 1, **task_kwargs: Any) -> None:
@@ -253,6 +261,26 @@ class TextGenerationVectorEnv(VectorEnv):
         if example is None:
             example = self._row_examples[row] = self.single_env.source[int(self._index[row])]
         return example
+
+    # ------------------------------------------------------------------ state (text_envs.state.Stateful)
+    def get_state(self) -> dict[str, Any]:
+        """Every row's episode in progress and data-sampling position, as data (see :data:`STATE_ATTRIBUTES`);
+        :meth:`set_state` puts it back into a vector env built with the same arguments."""
+        return attribute_state(self, self.STATE_ATTRIBUTES)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from a state :meth:`get_state` returned: the next steps are the saved env's.
+
+        :raises StateError: for a state saved from another number of envs or group size.
+        """
+        expected = {"_t": (self.num_envs,), "_group_next": (self.num_envs // self.group_size,)}
+        wrong = {key: np.shape(state[key]) for key, shape in expected.items()
+                 if key in state and np.shape(state[key]) != shape}
+        if wrong:
+            raise StateError(f"the saved vector env state is for another num_envs or group_size (shapes {wrong}, "
+                             f"expected {expected}): build the env with the saved num_envs and group_size")
+        set_attribute_state(self, self.STATE_ATTRIBUTES, state)
+        self._row_examples = [None] * self.num_envs  # fetched again from the source on first use
 
     # ------------------------------------------------------------------ reset
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):

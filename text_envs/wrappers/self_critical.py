@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from text_envs.errors import TextEnvsError
+from text_envs.state import attribute_state, set_attribute_state
 from text_envs.wrappers.baselines import BaselineFn, prompt_key, score_baselines, store_decodings
 
 __all__ = ["SelfCriticalReward", "BaselinePool"]
@@ -74,6 +75,17 @@ class BaselinePool:
         # a copy (a SubprocVecEnv worker's) serves the envs of its own process: members are weak references,
         # which neither pickle nor mean anything in another process
         return {**self.__dict__, "_members": []}
+
+    #: what :meth:`get_state` saves: the decodings and their counters (not ``baseline_fn``, set by the trainer)
+    STATE_ATTRIBUTES = ("calls", "generation", "_decoded")
+
+    def get_state(self) -> dict[str, Any]:
+        """The cached decodings and counters, as data (:class:`text_envs.state.Stateful`)."""
+        return attribute_state(self, self.STATE_ATTRIBUTES)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back a state :meth:`get_state` returned (after ``baseline_fn`` is set: setting it empties the cache)."""
+        set_attribute_state(self, self.STATE_ATTRIBUTES, state)
 
     def join(self, wrapper: SelfCriticalReward) -> None:
         """Add a wrapper to the envs this pool prepares prompts for (its constructor does this)."""
@@ -170,6 +182,18 @@ class SelfCriticalReward(gym.Wrapper):
     @baseline_fn.setter
     def baseline_fn(self, fn: BaselineFn | None) -> None:
         self.pool.baseline_fn = fn
+
+    #: what :meth:`get_state` saves: the baseline texts and rewards per example (the pool saves its own state)
+    STATE_ATTRIBUTES = ("_scored", "_scored_generation")
+
+    def get_state(self) -> dict[str, Any]:
+        """The scored baselines, as data (:class:`text_envs.state.Stateful`; the env inside and the pool are
+        separate pieces with their own state)."""
+        return attribute_state(self, self.STATE_ATTRIBUTES)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back a state :meth:`get_state` returned."""
+        set_attribute_state(self, self.STATE_ATTRIBUTES, state)
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -1,2 +1,3 @@
-"""The training engines of ``text-envs train``: :mod:`text_envs_app.engines.sb3` builds the Stable-Baselines3 model,
-its envs and callbacks; the Ray RLlib run is :mod:`text_envs_app.rllib_train`."""
+"""The training engines of ``text-envs train`` behind one protocol (:mod:`text_envs_app.engines.base`):
+:mod:`text_envs_app.engines.sb3` (Stable-Baselines3, in this process) and :mod:`text_envs_app.engines.rllib`
+(Ray RLlib). The skeleton that runs either is :func:`text_envs_app.train.train_unlocked`."""

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from text_envs.errors import TextEnvsError
+from text_envs.state import attribute_state, set_attribute_state
 from text_envs.vector.env import TextGenerationVectorEnv
 from text_envs.wrappers.baselines import prompt_key, score_baselines, store_decodings
 
@@ -65,6 +66,18 @@ class VectorBaseline:
         if fn is not None:
             self._decoded.clear()
             self._scored.clear()
+
+    #: what :meth:`get_state` saves: the decodings, their scores and the call count (not ``baseline_fn``)
+    STATE_ATTRIBUTES = ("calls", "_decoded", "_scored")
+
+    def get_state(self) -> dict[str, Any]:
+        """The cached decodings and scores, as data (:class:`text_envs.state.Stateful`)."""
+        return attribute_state(self, self.STATE_ATTRIBUTES)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back a state :meth:`get_state` returned (after ``baseline_fn`` is set: setting it empties the
+        caches)."""
+        set_attribute_state(self, self.STATE_ATTRIBUTES, state)
 
     def values(self, indices: Sequence[int]) -> tuple[list[str], np.ndarray]:
         """Baseline texts and rewards of examples ``indices`` (the episodes that just ended)."""

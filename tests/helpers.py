@@ -1,13 +1,35 @@
-"""Shared helpers of the sb3_ext tests: a minimal env with exactly the contract of docs/ARCHITECTURE.md,
-a tiny word-level tokenizer and tiny model configs.  (No tests here; the module is imported by the others.)"""
+"""Helpers shared by the test files (pytest collects no test here: the name does not start with ``test_``).
+
+Import them as ``from helpers import FakeCopyEnv, make_model`` (pytest puts tests/ on ``sys.path``; a subprocess
+puts it there itself, as test_generators.py's does). Heavy libraries (torch, transformers, SB3) are imported
+inside the functions that need them, so importing this module stays light.
+
+* :class:`FakeCopyEnv`: a minimal env with exactly the contract of docs/ARCHITECTURE.md; :func:`make_tokenizer` its
+  tiny word-level tokenizer; :func:`t5_config`, :func:`gpt2_config`, :func:`llama_config` tiny model configs and
+  :func:`make_model` a seeded tiny model built from one.
+* :func:`collect`: rollout collection of a built SB3 algorithm, no training; :func:`direct_token_outputs`: a direct
+  Hugging Face forward to compare the policy's outputs with.
+* :data:`FEW` / :data:`FEWER`: hypothesis settings that keep property-based tests short;
+  :func:`assert_clear_error`: what a clear error is.
+* :func:`flaky_reward`: a reward that fails on its k-th call; :func:`generator_rows_digest`: a digest of the
+  embedded generators' rows.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from hypothesis import HealthCheck, settings
+
+from text_envs.errors import TextEnvsError
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 PAD, EOS, UNK = 0, 1, 2
 
@@ -129,3 +151,88 @@ def llama_config(V: int, **kw: Any):
                 pad_token_id=PAD)
     base.update(kw)
     return LlamaConfig(**base)
+
+
+CONFIGS = {"t5": t5_config, "gpt2": gpt2_config, "llama": llama_config}
+
+
+def make_model(kind: str, V: int, seed: int = 0):
+    """A tiny ``kind`` ("t5", "gpt2" or "llama") model of vocabulary ``V``, its weights drawn with ``seed``."""
+    import torch as th
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    th.manual_seed(seed)
+    cfg = CONFIGS[kind](V)
+    cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
+    return cls.from_config(cfg)
+
+
+def collect(model: OnPolicyAlgorithm, rollouts: int = 1):
+    """Run rollout collections of a built PPO (no training); returns the buffer of the last one."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Nop(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+    _, cb = model._setup_learn(10**6, Nop())
+    cb.on_training_start(locals(), globals())
+    for _ in range(rollouts):
+        model.collect_rollouts(model.env, cb, model.rollout_buffer, model.n_steps)
+    return model.rollout_buffer
+
+
+def direct_token_outputs(lm, kind: str, prompt: np.ndarray, pmask: np.ndarray, tokens: np.ndarray, t: int, V: int):
+    """Direct HF forward without padding: log-softmax row (V,) for token t and the LM head's input (H,)."""
+    import torch as th
+
+    real = th.as_tensor(prompt[pmask.astype(bool)])[None]
+    prefix = th.as_tensor(tokens[:t])[None].long()
+    if kind == "t5":
+        dec = th.cat([th.zeros((1, 1), dtype=th.long), prefix], 1)
+        out = lm(input_ids=real, decoder_input_ids=dec, output_hidden_states=True)
+        h = out.decoder_hidden_states[-1][0, -1]
+        if lm.config.tie_word_embeddings:
+            h = h * lm.config.d_model**-0.5
+    else:
+        out = lm(input_ids=th.cat([real, prefix], 1), output_hidden_states=True)
+        h = out.hidden_states[-1][0, -1]
+    return out.logits[0, -1, :V].log_softmax(-1), h
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+# database=None: no .hypothesis/ folder in the checkout; a failure prints its example (and @seed to replay it)
+FEW = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FEWER = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def assert_clear_error(exc: BaseException) -> None:
+    """A clear error: ours, and it says what was expected."""
+    assert isinstance(exc, TextEnvsError), f"{type(exc).__name__}: {exc}"
+    assert "expected" in str(exc).lower(), str(exc)
+
+
+def flaky_reward(k: int, value: float | None = None):
+    """A reward that raises (``value`` None) or returns ``value`` on its k-th call, ROUGE-like 0.5 otherwise."""
+    calls = [0]
+
+    def reward(predictions, references):
+        calls[0] += 1
+        if calls[0] == k:
+            if value is None:
+                raise ZeroDivisionError("division by zero")
+            return [value] * len(predictions)
+        return [0.5] * len(predictions)
+
+    return reward
+
+
+# ---------------------------------------------------------------------------------------------- data
+def generator_rows_digest(n: int = 30) -> str:
+    """SHA-256 of the first ``n`` rows of every embedded generator, split and difficulty (1-3)."""
+    from text_envs.data import generators as g
+
+    row_fns = (g.summarization_row, g.dialogue_row, g.translation_row)
+    rows = [fn(split, i, level) for fn in row_fns for split in g.SPLIT_SIZES for level in (1, 2, 3)
+            for i in range(n)]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
