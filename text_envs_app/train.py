@@ -21,10 +21,12 @@ from text_envs_app.evaluation import (
     describe_data,
     eval_count,
     evaluate_policy_on_split,
+    evaluate_start_on_second_split,
     format_table,
     start_model_ppl,
     write_samples,
 )
+from text_envs_app.generalisation import evaluate_generalisation
 from text_envs_app.progress import has_progress_bar
 from text_envs_app.run_folder import RunFolder, run_engine
 
@@ -117,8 +119,6 @@ def _start(engine: Engine, cfg: TrainConfig, folder: RunFolder, log: Log) -> dic
     state = {"config": dataclasses.asdict(cfg), "before": before,
              "start_samples": [{"example_index": g["example_index"], "prediction": g["prediction"]}
                                for g in start_generations[:N_SAMPLES]]}
-    from text_envs_app.evaluation import evaluate_start_on_second_split
-
     before_second = evaluate_start_on_second_split(cfg, engine.policy_for_eval(), engine.start_model(), log,
                                                    progress=has_progress_bar())
     if before_second is not None:  # --ood-split: the start model on prompts worded unlike the training ones
@@ -154,8 +154,6 @@ def _finish(engine: Engine, cfg: TrainConfig, folder: RunFolder, state: dict[str
                       "tokens": learned.tokens, **report.results, "config": dataclasses.asdict(cfg)}
             if frontier is not None:
                 result["frontier"] = frontier
-            from text_envs_app.generalisation import evaluate_generalisation
-
             second = evaluate_generalisation(cfg, state.get("before_second_split"), {report.column: policy}, start_lm,
                                              log, progress=has_progress_bar(), frontier=engine.places_frontier)
             if second is not None:  # the same figures on prompts worded unlike the training ones (--ood-split)
