@@ -12,9 +12,10 @@ operator calls of each, and (3) the operators with the most self time in one rol
 ``--parts`` instead runs the design card's plain path (``PPO(LLMPolicy, env, n_steps=T, batch_size=n_envs * T,
 n_epochs=1)`` over SB3's ``DummyVecEnv``, no KL: issue 25's TRL setting) for ``--updates`` updates under cProfile
 with CPU time as its clock, and prints the CPU seconds of each part of ``learn`` (SB3's ``collect_rollouts`` and its
-own per-step work, ``obs_as_tensor``, the policy's forward, its sampling, the prefills of restarting rows and the
-cached decode steps, the env, the value bootstrap, the update's forward, backward and Adam). cProfile adds a cost
-per Python call, so Python-heavy parts read high; the shares say where to look, ``bench_trl.py`` measures.
+own per-step work, ``obs_as_tensor``, the policy's forward, its sampling, the prefills of restarting rows, the
+encoder of the fresh seq2seq rows that join the shared step, the cached decode steps, the env, the value bootstrap,
+the update's forward, backward and Adam). cProfile adds a cost per Python call, so Python-heavy parts read high; the
+shares say where to look, ``bench_trl.py`` measures.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ PARTS = (
     ("    obs_as_tensor", r"common/utils.py:\d+\(obs_as_tensor\)"),
     ("    policy forward (rollout step)", r"sb3_ext/policy.py:\d+\(forward\)"),
     ("      prefills of restarting rows", r"backends.py:\d+\(prefill\)"),
+    ("      encoder of rows starting in the step", r"decode_state.py:\d+\(_start_rows\)"),
     ("      cached decode steps", r"backends.py:\d+\(step\)"),
     ("      sampling (sample_tokens)", r"sampling.py:\d+\(sample_tokens\)"),
     ("    env step (DummyVecEnv, reward)", r"dummy_vec_env.py:\d+\(step_wait\)"),

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import torch as th
 from torch import nn
 
-from .decode_state import DecodeState, cache_kwarg, output_cache, trim_left_padding
+from .decode_state import DecodeState, cache_kwarg, has_plain_layers, output_cache, trim_left_padding, unique_rows
 from .loading import (
     ModelLoadError,
     default_model,
@@ -76,6 +76,8 @@ class LMBackend:
     """
 
     kind = "base"
+    #: whether a decode state may fold a fresh row's prefill into its shared step (seq2seq: see Seq2SeqBackend)
+    folds_starts = False
 
     def __init__(self, model: nn.Module, vocab_size: int):
         self.model = model
@@ -90,6 +92,20 @@ class LMBackend:
         self._hook = head.register_forward_pre_hook(self._capture)
         self.cache_kw = cache_kwarg(model)
         self.config = model.config
+        self._plain_cache: bool | None = None  # whether the config's cache is all plain layers (first prefill)
+
+    def fresh_cache(self) -> dict:
+        """The cache keyword of a prefill: an empty cache made without the config when the config's own would be
+        plain ``DynamicLayer`` s anyway (transformers' ``DynamicCache(config=...)`` deep-copies the config on every
+        call: a quarter of a small model's prefill), else nothing (the model makes its own)."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        if self._plain_cache is None:
+            self._plain_cache = has_plain_layers(DynamicCache(config=self.config))
+        if not self._plain_cache:
+            return {}
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if self.kind == "seq2seq" else DynamicCache()
+        return {self.cache_kw: cache}
 
     def _capture(self, module: nn.Module, args: tuple) -> tuple | None:
         h = args[0]
@@ -157,7 +173,8 @@ class LMBackend:
 
     # incremental ----------------------------------------------------------------------------------------
     def prefill(self, prompt_ids: th.Tensor, prompt_mask: th.Tensor, prefix: th.Tensor):
-        """Run a fresh forward over prompt + ``prefix`` (all rows the same prefix length).
+        """Run a fresh forward over prompt + ``prefix`` (all rows the same prefix length; a causal model's rows of
+        different lengths are one left-padded sequence each, with an empty prefix).
 
         :return: logits (k, V), hidden (k, H), the HF cache, extra (seq2seq: encoder output), next position (k,)
         """
@@ -185,10 +202,70 @@ class Seq2SeqBackend(LMBackend):
         if start is None:
             raise ModelLoadError("expected the seq2seq model config to define decoder_start_token_id or pad_token_id")
         self.decoder_start_token_id = int(start)
+        self._cross_ok: bool | None = None  # cross_attention_kv checked against the model's own (first prefill)
+
+    @property
+    def folds_starts(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`cross_attention_kv` reproduced the model's own cross-attention keys/values at the first
+        prefill: then a decode state folds a fresh row's prefill (its decoder-start token) into its shared step."""
+        return bool(self._cross_ok)
+
+    def _cross_attention_projections(self) -> list[tuple[nn.Module, nn.Module, int]] | None:
+        """(key projection, value projection, head size) of each decoder layer's cross-attention, for the T5 family's
+        layout (``decoder.block[i].layer[1].EncDecAttention``: T5, mT5, Flan-T5), whose relative position bias makes
+        a fresh row's slot at the shared step's position exact; None for other models (they keep the prefill)."""
+        blocks = getattr(self.model.get_decoder(), "block", None)
+        if blocks is None:
+            return None
+        attn = [getattr(b.layer[1], "EncDecAttention", None) if len(b.layer) > 1 else None for b in blocks]
+        if all(hasattr(a, "k") and hasattr(a, "v") and hasattr(a, "key_value_proj_dim") for a in attn):
+            return [(a.k, a.v, int(a.key_value_proj_dim)) for a in attn]
+        return None
+
+    def cross_attention_kv(self, enc: th.Tensor) -> list[tuple[th.Tensor, th.Tensor]] | None:
+        """The decoder's cross-attention keys and values of an encoder output, as the model's forward caches them.
+
+        :param enc: (k, W, H_enc) encoder output
+        :return: one (keys, values) pair per decoder layer, each (k, heads, W, d); None for an unknown layout
+        """
+        projections = self._cross_attention_projections()
+        if projections is None:
+            return None
+        out = []
+        for k_proj, v_proj, d in projections:
+            shape = (*enc.shape[:2], -1, d)  # (k, W, heads, d)
+            out.append((k_proj(enc).view(shape).transpose(1, 2), v_proj(enc).view(shape).transpose(1, 2)))
+        return out
+
+    def check_cross_attention(self, enc: th.Tensor, cache: object) -> bool:
+        """Compare :meth:`cross_attention_kv` of a prefill's encoder output with the keys/values the prefill cached
+        (once; the answer is kept): folding is only ever used where it reproduces the model's own forward."""
+        if self._cross_ok is None:
+            ours = self.cross_attention_kv(enc)
+            theirs = getattr(getattr(cache, "cross_attention_cache", None), "layers", None)
+            ok = ours is not None and theirs is not None and len(ours) == len(theirs)
+            for (k, v), layer in zip(ours or [], theirs or []):
+                for mine, ref in ((k, layer.keys), (v, layer.values)):
+                    scale = float(ref.abs().max()) if ref.numel() else 1.0
+                    ok = ok and mine.shape == ref.shape and bool(((mine - ref).abs() <= 1e-3 * scale + 1e-6).all())
+            self._cross_ok = bool(ok)
+        return self._cross_ok
 
     def encode(self, prompt_ids: th.Tensor, prompt_mask: th.Tensor) -> th.Tensor:
         encoder = self.model.get_encoder()
         return encoder(input_ids=prompt_ids, attention_mask=prompt_mask).last_hidden_state  # (E, P, H_enc)
+
+    def encode_distinct(self, prompt_ids: th.Tensor, prompt_mask: th.Tensor) -> th.Tensor:
+        """:meth:`encode`, running the encoder once per distinct prompt (the texts of a group, or the samples of one
+        prompt, share it) and expanding; the gradient flows back through the expansion. With dropout active
+        every row keeps its own encoder pass (its own dropout mask)."""
+        if self.model.training and float(getattr(self.model.config, "dropout_rate", 0.0) or 0.0) > 0:
+            return self.encode(prompt_ids, prompt_mask)
+        same = unique_rows(prompt_ids, prompt_mask)
+        if same is None:
+            return self.encode(prompt_ids, prompt_mask)
+        first, inverse = same
+        return self.encode(prompt_ids[first], prompt_mask[first])[inverse]  # (E, P, H_enc)
 
     def _decoder_inputs(self, tokens: th.Tensor) -> th.Tensor:
         start = th.full_like(tokens[:, :1], self.decoder_start_token_id)
@@ -198,7 +275,7 @@ class Seq2SeqBackend(LMBackend):
         from transformers.modeling_outputs import BaseModelOutput
 
         prompt_ids, prompt_mask = trim_left_padding(prompt_ids, prompt_mask)  # (E, P') with P' <= P
-        enc = self.encode(prompt_ids, prompt_mask)
+        enc = self.encode_distinct(prompt_ids, prompt_mask)
         out = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc),
             attention_mask=prompt_mask,
@@ -207,21 +284,32 @@ class Seq2SeqBackend(LMBackend):
         )
         return self.vocab_slice(out.logits), self.take_hidden()  # (E, L, V), (E, L, H); in outputs_at: (N, V), (N, H)
 
-    def prefill(self, prompt_ids, prompt_mask, prefix):
+    def prefill(self, prompt_ids, prompt_mask, prefix, prefix_mask=None):
+        """:meth:`LMBackend.prefill`, where rows may have prefixes of different lengths: ``prefix_mask`` (k, t) is 1
+        on each row's real tokens, right-aligned (left-padded), and the decoder-start token goes right before each
+        row's first token; the padding slots are a hole that the cache keeps masked (exact: T5's relative bias)."""
         from transformers.modeling_outputs import BaseModelOutput
 
         k, t = prefix.shape
         enc = self.encode(prompt_ids, prompt_mask)  # (k, P, H)
-        dec_in = th.cat([th.full_like(prompt_ids[:, :1], self.decoder_start_token_id), prefix], dim=1)  # (k, t+1)
+        start = th.full_like(prompt_ids[:, :1], self.decoder_start_token_id)
+        dec_in = th.cat([start, prefix], dim=1)  # (k, t+1)
+        dec_mask, lengths = None, th.full((k,), t, dtype=th.long, device=prefix.device)
+        if prefix_mask is not None:  # left-padded prefixes: the start token right before each row's first token
+            lengths = prefix_mask.long().sum(1)  # (k,)
+            first = (t - lengths)[:, None]  # (k, 1): the start token's column
+            dec_in = th.cat([th.zeros_like(start), prefix], dim=1).scatter(1, first, start)
+            dec_mask = th.cat([th.zeros_like(start), prefix_mask.long()], dim=1).scatter(1, first, 1)
         out = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc),
             attention_mask=prompt_mask,
             decoder_input_ids=dec_in,
+            decoder_attention_mask=dec_mask,
             use_cache=True,
+            **self.fresh_cache(),
         )
         hidden = self.take_hidden()[:, -1]
-        next_pos = th.full((k,), t + 1, dtype=th.long, device=prefix.device)
-        return self.vocab_slice(out.logits[:, -1]), hidden, output_cache(out), enc, next_pos
+        return self.vocab_slice(out.logits[:, -1]), hidden, output_cache(out), enc, lengths + 1
 
     def step(self, state, tokens, mask):
         from transformers.modeling_outputs import BaseModelOutput
@@ -284,11 +372,11 @@ class CausalBackend(LMBackend):
         return logits, hidden  # (E, L, V), (E, L, H): positions P-1 .. P+L-2; in outputs_at: (N, V), (N, H)
 
     def prefill(self, prompt_ids, prompt_mask, prefix):
-        k, t = prefix.shape
         ids = th.cat([prompt_ids, prefix], dim=1)  # (k, P + t)
         mask = th.cat([prompt_mask.long(), th.ones_like(prefix)], dim=1)
         pos = self.positions(mask)
-        out, logits, hidden = self._call(1, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        out, logits, hidden = self._call(1, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                                         **self.fresh_cache())
         return logits[:, -1], hidden[:, -1], output_cache(out), None, pos[:, -1] + 1
 
     def step(self, state, tokens, mask):

@@ -12,6 +12,7 @@ error (``tests/test_buffers.py``, ``tests/test_kl.py``). No training engine is i
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,16 +31,23 @@ from .backends import LMBackend
 #: time against 1.7 s and 1.5 s (RESULTS.md section 11). On a GPU the default is one forward (fused attention
 #: keeps no scores, and chunks cost kernel launches).
 CPU_ACTIVATION_BUDGET = 64 * 2**20
-#: with ``activation_budget="auto"``, a minibatch is chunked only when its one forward's estimate exceeds this: the
-#: recomputation costs one more forward of the update: +33% of its CPU time at 64-token prompts (estimate 102 MiB),
-#: where chunks saved 58 MB; +7% at 190-token prompts (estimate 372 MiB), where they saved 460 MB (RESULTS.md 11)
+#: with ``activation_budget="auto"``, a minibatch is chunked only when its one forward's estimate exceeds this
+#: (:func:`chunk_trigger_bytes`; the environment variable :data:`CHUNK_TRIGGER_ENV` overrides it). One forward adds
+#: 2-3x its estimate to the peak (shipped T5): at most ~1.0 GB of peak under this trigger, and no recomputation in
+#: the main job (estimate 118 MiB), the card's minibatches or bench_trl's T5 row (at most 203 MiB); above it the
+#: docs' 32-env example peaks at 0.96 GB chunked against 3.0 GB in one forward, and chunks sorted by prompt width
+#: cost -20% to +12% of the run's CPU time there (padding saved pays for the recomputation; RESULTS.md section 15)
 CPU_CHUNK_TRIGGER = 256 * 2**20
+#: the environment variable that sets the trigger in MiB ("0": chunk every minibatch over the budget; "off": never)
+CHUNK_TRIGGER_ENV = "TEXT_ENVS_CHUNK_TRIGGER_MIB"
 
 __all__ = [
     "EpisodeBatch",
     "OBS_KEYS",
     "CPU_ACTIVATION_BUDGET",
     "CPU_CHUNK_TRIGGER",
+    "CHUNK_TRIGGER_ENV",
+    "chunk_trigger_bytes",
     "teacher_forced_outputs",
     "trimmed_tokens",
     "sequence_log_probs",
@@ -204,7 +212,8 @@ def teacher_forced_outputs(
     chunks = activation_chunks(backend.config, widths, last + 1, activation_budget, element_size)
     one_forward = batch.num_episodes * episode_activation_bytes(  # padded to the widest prompt, longest text
         backend.config, int(widths.max()), int(last.max()) + 1, element_size)
-    if len(chunks) == 1 or (auto and CPU_CHUNK_TRIGGER is not None and one_forward <= CPU_CHUNK_TRIGGER):
+    trigger = chunk_trigger_bytes() if auto else None
+    if len(chunks) == 1 or (auto and (trigger is None or one_forward <= trigger)):
         return _outputs_at(backend, batch.prompt_ids, batch.prompt_mask, tokens, batch.out_episode, batch.out_pos)
     dev = tokens.device
     local = np.empty(batch.num_episodes, dtype=np.int64)  # an episode's row inside its chunk
@@ -229,6 +238,26 @@ def teacher_forced_outputs(
         hidden.append(h)
     order = th.as_tensor(np.argsort(np.concatenate(picked)), device=dev)  # back to the batch's output order
     return th.cat(logits)[order], th.cat(hidden)[order]
+
+
+def chunk_trigger_bytes() -> int | None:
+    """The one-forward activation estimate above which ``activation_budget="auto"`` chunks a minibatch: the value of
+    the environment variable :data:`CHUNK_TRIGGER_ENV` in MiB when set (``"off"``: never chunk), else
+    :data:`CPU_CHUNK_TRIGGER`; ``None``: never. Read at each update, so a run's setting is the one its process has."""
+
+    value = os.environ.get(CHUNK_TRIGGER_ENV, "").strip()
+    if not value:
+        return CPU_CHUNK_TRIGGER
+    if value.lower() in ("off", "none"):
+        return None
+    try:
+        mib = float(value)
+    except ValueError:
+        mib = -1.0
+    if not mib >= 0:
+        raise ValueError(f"expected {CHUNK_TRIGGER_ENV} to be a number of MiB >= 0 or 'off', got {value!r}: e.g. "
+                         f"{CHUNK_TRIGGER_ENV}=512 chunks only minibatches estimated above 512 MiB of activations")
+    return int(mib * 2**20)
 
 
 def _outputs_at(

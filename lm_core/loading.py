@@ -20,6 +20,7 @@ __all__ = [
     "ModelLoadError",
     "load_model",
     "quiet_loading",
+    "fuse_tanh_gelu",
     "remote_code_refusal",
     "tiny_t5_config",
     "default_model",
@@ -156,9 +157,30 @@ def load_model(spec: Any, dtype: th.dtype | None = None, trust_remote_code: bool
             )
     if not isinstance(model, PreTrainedModel) and not hasattr(model, "get_output_embeddings"):
         raise ModelLoadError(f"expected a Hugging Face language model with an LM head, got {type(model).__name__}")
+    if not isinstance(spec, nn.Module):  # a model the caller built keeps its own modules
+        fuse_tanh_gelu(model)
     if dtype is not None:
         model = model.to(dtype)
     return model
+
+
+def fuse_tanh_gelu(model: nn.Module) -> int:
+    """Swap transformers' ``NewGELUActivation`` (T5's ``gelu_new``: the tanh GELU written as six tensor ops, each kept
+    for the backward) for ``GELUTanh``, torch's fused kernel of the same function; returns the number swapped.
+
+    The same values to float rounding, one saved tensor instead of about eight per call: the shipped model's update
+    peaks about 95 MB lower and its job runs about 12% faster on a CPU (benchmarks/RESULTS.md 15c). The saved
+    ``hf/`` folder is unchanged (its config still names ``gelu_new``).
+    """
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is NewGELUActivation:
+                setattr(module, name, GELUTanh())
+                swapped += 1
+    return swapped
 
 
 def default_model(vocab_size: int, dtype: th.dtype | None = None) -> tuple[nn.Module, Any]:

@@ -76,6 +76,7 @@ class StaticDecodeState(DecodeState):
     """
 
     trims_prompts = False  # the static buffers keep the full prompt width P
+    folds_starts = False  # fresh rows take a prefill: the compiled step's inputs keep one shape and meaning
 
     def __init__(self, backend: LMBackend, compile: bool | str = True, slack: int | None = None,
                  attention: str | None = None):

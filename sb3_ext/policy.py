@@ -51,7 +51,7 @@ from lm_core.kl import KL_ESTIMATORS, make_kl_controller
 from lm_core.loading import default_model, load_model
 from lm_core.lora import LoraReference, apply_lora, merge_lora_adapters
 from lm_core.observations import ObservationSpaceError, check_observation, check_token_spaces, observation_parts
-from lm_core.sampling import sample_tokens
+from lm_core.sampling import sample_tokens, taken_log_probs_and_entropy
 from lm_core.static_cache import check_compile_option
 from lm_core.tokenizer import deserialize_tokenizer, load_tokenizer_spec, serialize_tokenizer, tokenizer_in_folder
 from text_envs.errors import TextEnvsError, unknown_name
@@ -469,6 +469,11 @@ class LLMPolicy(LMActorCritic, BasePolicy):
                 self._fingerprint = fp
         return self.next_token_outputs(parts, cached)
 
+    def _rollout_rows(self) -> int:
+        """The rows (envs) of the policy's rollout cache, 0 before the first rollout."""
+        state = self._states.get("policy")
+        return state.B if state is not None else 0
+
     def _outputs(self, obs: Any, actions: th.Tensor | None = None):
         """Logits (N, V), value-head input (N, H), mask logits (or None) and the taken action of each output to keep
         in a top-k/top-p support (N,) (``-1`` where unknown; or None) of an EpisodeBatch or observations."""
@@ -482,8 +487,10 @@ class LLMPolicy(LMActorCritic, BasePolicy):
                 if actions is None:
                     actions = obs.get(TAKEN_ACTIONS_KEY)  # type: ignore[union-attr]
                 batch = EpisodeBatch.from_observations(*self._obs_parts(obs), actions=actions)
-                if self.use_cache and not th.is_grad_enabled() and batch.num_episodes == len(batch):
-                    # one observation per episode (e.g. the rollout's last step): the rollout cache is cheaper
+                if self.use_cache and not th.is_grad_enabled() and (
+                        batch.num_episodes == len(batch) or self._rollout_rows() == len(batch)):
+                    # one observation per episode or per env row (the rollout's last step, where rows of equal
+                    # texts make one chain): the rollout cache is cheaper
                     return (*self._next_outputs(obs), batch.taken_actions)
             logits, hidden, mask_logits = self.episode_outputs(batch)
             taken = actions if actions is not None else batch.taken_actions
@@ -513,8 +520,9 @@ class LLMPolicy(LMActorCritic, BasePolicy):
         """Values (N, 1), log-probs (N,) and entropies (N,) of taken actions (EpisodeBatch or observations)."""
         actions = actions.long().flatten()
         logits, hidden, mask_logits, _ = self._outputs(obs, actions)
-        dist = self._distribution(logits, mask_logits, taken=actions)
-        return self.value(hidden), dist.log_prob(actions), dist.entropy()
+        # Categorical's log_prob and entropy, keeping one (N, V) tensor for the backward pass instead of five
+        log_prob, entropy = taken_log_probs_and_entropy(self.distribution_logits(logits, mask_logits, actions), actions)
+        return self.value(hidden), log_prob, entropy
 
     def get_distribution(self, obs: Any) -> CategoricalDistribution:
         """The action distribution at each observation or each output token of an EpisodeBatch.

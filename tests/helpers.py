@@ -236,3 +236,22 @@ def generator_rows_digest(n: int = 30) -> str:
     rows = [fn(split, i, level) for fn in row_fns for split in g.SPLIT_SIZES for level in (1, 2, 3)
             for i in range(n)]
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
+def groups_by_hand(model: Any, rewards: np.ndarray) -> list[list[dict]]:
+    """Groups of texts written by hand for a group algorithm's env prompts (lengths 1-3; ``rewards`` (groups, k)),
+    with the policy's own log-probs as behaviour: inputs for ``train_groups`` whose advantages a test computes."""
+    import torch as th
+
+    obs = model.env.reset()
+    k, rng = model.group_size, np.random.default_rng(0)
+    groups = [[{"prompt_ids": obs["prompt_ids"][g * k], "prompt_mask": obs["prompt_mask"][g * k],
+                "tokens": rng.integers(2, 7, size=1 + (g + i) % 3), "reward": float(r), "baseline": float("nan"),
+                "example": -1} for i, r in enumerate(row)] for g, row in enumerate(rewards)]
+    flat = [t for g in groups for t in g]
+    with th.no_grad():
+        log_prob, _, batch = model.episode_log_probs(flat)
+    owner = batch.out_episode.numpy()
+    for i, text in enumerate(flat):
+        text["log_probs"] = log_prob.numpy()[owner == i].astype(np.float32)
+    return groups

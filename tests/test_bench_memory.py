@@ -29,3 +29,17 @@ def test_a_tiny_point_reports_its_peak_and_speed():
     assert r["tokens"] == 8 and r["tok_s"] > 0
     assert r["peak_mib"] >= r["rss_built_mib"] > 0  # VmHWM is the peak of VmRSS
     assert 2 < r["params_m"] < 3  # the shipped 2.5M-parameter T5
+    assert r["estimate_mib"] > 0  # the update's one-forward estimate was recorded
+    import lm_core.actor_critic
+    from lm_core.episodes import teacher_forced_outputs
+    assert lm_core.actor_critic.teacher_forced_outputs is teacher_forced_outputs  # and the recording undone
+
+
+def test_unknown_run_and_bad_trigger_are_refused(capsys, monkeypatch):
+    monkeypatch.setenv("TEXT_ENVS_CHUNK_TRIGGER_MIB", "")  # restored (removed) after the test: main() sets it
+    with pytest.raises(SystemExit):
+        bench_memory.main(["--factors", "none", "--runs", "main,readme"])
+    assert "unknown run(s) ['readme']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_memory.main(["--factors", "none", "--trigger", "lots"])
+    assert "TEXT_ENVS_CHUNK_TRIGGER_MIB" in capsys.readouterr().err

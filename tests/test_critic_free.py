@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch as th
+from helpers import groups_by_hand
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 
@@ -79,29 +80,6 @@ def test_raft_selection_and_dpo_pairs_by_hand() -> None:
     assert float(loss) == pytest.approx(math.log1p(math.exp(-0.1)))
 
 
-def _groups_by_hand(model, rewards: np.ndarray) -> list[list[dict]]:
-    """Groups of texts written by hand for the env's prompts, with the policy's own log-probs as behaviour."""
-    obs = model.env.reset()
-    k = model.group_size
-    rng = np.random.default_rng(0)
-    groups = []
-    for g, row in enumerate(rewards):
-        texts = []
-        for i, reward in enumerate(row):
-            length = 1 + (g + i) % 3
-            texts.append({"prompt_ids": obs["prompt_ids"][g * k], "prompt_mask": obs["prompt_mask"][g * k],
-                          "tokens": rng.integers(2, 7, size=length), "reward": float(reward),
-                          "baseline": float("nan"), "example": -1})
-        groups.append(texts)
-    flat = [t for g in groups for t in g]
-    with th.no_grad():
-        log_prob, _, batch = model.episode_log_probs(flat)
-    owner = batch.out_episode.numpy()
-    for i, text in enumerate(flat):
-        text["log_probs"] = log_prob.numpy()[owner == i].astype(np.float32)
-    return groups
-
-
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
 def test_grpo_update_loss_by_hand(loss_type: str) -> None:
     """One update on hand-made groups: with ratio 1 (the behaviour log-probs are the policy's) the loss is
@@ -109,7 +87,7 @@ def test_grpo_update_loss_by_hand(loss_type: str) -> None:
     model = GRPO(LLMPolicy, copy_env(8, 4), loss_type=loss_type, seed=0)
     model.set_logger(configure(None, []))
     rewards = np.array([[1.0, 0.0, 0.5, 0.0], [0.2, 0.2, 0.9, 0.1]])
-    groups = _groups_by_hand(model, rewards)
+    groups = groups_by_hand(model, rewards)
     model.train_groups(groups)
     adv = group_advantages(rewards, "group").reshape(-1)
     lengths = np.array([len(t["tokens"]) for g in groups for t in g])
@@ -137,7 +115,7 @@ def test_reinforce_kl_shaping_by_hand() -> None:
     """beta > 0: each token's advantage is A minus beta times the KL (k1 against the start model) to the end."""
     model = REINFORCE(LLMPolicy, copy_env(4, 2), baseline="none", beta=0.5, seed=0)
     model.set_logger(configure(None, []))
-    groups = _groups_by_hand(model, np.array([[1.0, 0.0], [0.0, 0.0]]))
+    groups = groups_by_hand(model, np.array([[1.0, 0.0], [0.0, 0.0]]))
     # the policy is the start model: every KL is 0, so shaping must leave the loss at -mean of the rewards per token
     model.train_groups(groups)
     lengths = np.array([len(t["tokens"]) for g in groups for t in g])

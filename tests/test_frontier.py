@@ -204,12 +204,43 @@ def test_main_job_rows_against_the_start_models_samples():
     assert columns["start"]["optimum_J"] == kept["optimum_J"] and columns["start"]["model_J"] == kept["start_J"]
     assert kept["models"]["ppo"]["best_of_n_at_kl"] == ppo["best_of_n_at_kl"]
     table = format_table(columns)
-    assert all(f"| {k} |" in table for k in FRONTIER_KEYS if k not in ("start_J", "model_reward"))
+    assert all(f"| {k} |" in table for k in FRONTIER_KEYS if k not in ("start_J", "model_reward", "model_kl"))
     assert "gain_share = (J(model)" in table
     again = {"start": {}, "ppo": {"reward": 0.7, "kl": 0.2}}  # the trained model's reward from its own samples
     kept = place_against_frontier(start_lm, cfg, again, log=lambda _: None, models={"ppo": start_lm})
     assert again["ppo"]["model_reward"] == pytest.approx(kept["start_J"], abs=0.3)  # the same model, other draws
-    assert again["ppo"]["model_J"] == pytest.approx(again["ppo"]["model_reward"] - 0.5 * 0.2)
-    assert kept["models"]["ppo"]["reward_samples"] == 4
+    # ... and its KL along those same texts (the start model itself: 0), not the column's one-text KL
+    assert again["ppo"]["model_kl"] == pytest.approx(0.0, abs=1e-5)
+    assert again["ppo"]["model_J"] == pytest.approx(again["ppo"]["model_reward"], abs=1e-5)
+    assert kept["models"]["ppo"]["reward_samples"] == kept["models"]["ppo"]["kl_samples"] == 4
     greedy_cfg = TrainConfig(eval_examples=3, frontier_samples=0)
     assert place_against_frontier(start_lm, greedy_cfg, {"start": {}}, log=lambda _: None) is None
+
+
+def test_a_models_kl_is_measured_along_its_own_samples():
+    """sampled_rewards_and_kls: the (N, M) KLs are each text's exact KL to the reference (sequence_kls), positive for
+    a moved model, and the rewards are those of the same draws as without a reference."""
+    import gymnasium as gym
+    import torch as th
+
+    from lm_core.backends import default_model
+    from text_envs_app.config import TrainConfig
+    from text_envs_app.frontier import sample_texts, sampled_rewards_and_kls, sequence_kls
+
+    th.set_num_threads(1)
+    cfg = TrainConfig(eval_examples=3, frontier_samples=4, kl_coef=0.5)
+    start_lm = default_model(6000)[0].eval()
+    moved = default_model(6000)[0].eval()
+    with th.no_grad():
+        for p in moved.parameters():
+            p.add_(0.05 * th.randn_like(p))
+    rewards, kls = sampled_rewards_and_kls(moved, cfg, 4, reference=start_lm)
+    alone, none = sampled_rewards_and_kls(moved, cfg, 4)
+    assert none is None and kls.shape == rewards.shape == (3, 4)
+    np.testing.assert_array_equal(rewards, alone)
+    assert (kls > 0).all()
+    env = gym.make(cfg.env, split=cfg.eval_split).unwrapped
+    rows = sample_texts(moved, env, range(3), 4, seed=cfg.seed)
+    expected = sequence_kls(moved, start_lm, env, [r["prompt"] for r in rows for _ in range(4)],
+                            [t for r in rows for t in r["token_ids"]])
+    np.testing.assert_allclose(kls.ravel(), expected, rtol=1e-5, atol=1e-6)

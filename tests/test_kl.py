@@ -202,3 +202,27 @@ def test_evaluation_kl_column_uses_the_generated_ids():
             expected.append(float((logp.exp() * (logp - logq)).sum()))
     # float32 sums over a few tokens of a 2.3M-parameter model: 1e-4 is far above their rounding
     assert sequence_kl(policy, reference, cfg, gens) == pytest.approx(np.mean(expected), abs=1e-4)
+
+
+def test_vocabulary_kl_against_a_fixed_reference_keeps_only_its_inputs():
+    """The exact KL of an update's every token (RLOO's kl_mode="exact") has the gradient of autograd's own graph of
+    p * (log p - log q), in float64 to float error, while the backward keeps just the logits and the reference."""
+    import torch as th
+
+    from lm_core.kl import vocabulary_kl
+
+    gen = th.Generator().manual_seed(0)
+    logits = th.randn(4, 6, 50, dtype=th.float64, generator=gen, requires_grad=True)
+    reference = th.randn(4, 6, 50, dtype=th.float64, generator=gen)
+    weights = th.randn(4, 6, dtype=th.float64, generator=gen)
+    kept: list[th.Tensor] = []
+    with th.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        lean = vocabulary_kl(logits, reference)
+    assert len(kept) == 2 and all(t.shape == logits.shape for t in kept)
+    (lean * weights).sum().backward()
+    lean_grad, logits.grad = logits.grad.clone(), None
+    logp, logq = th.log_softmax(logits, -1), th.log_softmax(reference, -1)
+    plain = (logp.exp() * (logp - logq)).sum(-1)
+    (plain * weights).sum().backward()
+    th.testing.assert_close(lean, plain, rtol=0, atol=1e-14)
+    th.testing.assert_close(lean_grad, logits.grad, rtol=0, atol=1e-14)

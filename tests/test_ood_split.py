@@ -155,3 +155,36 @@ def test_the_guide_example_opens_the_ood_split(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("400 ("), proc.stdout[:200]
+
+
+def word_trigrams(text: str) -> set[tuple[str, ...]]:
+    words = WORD.findall(text.lower())
+    return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
+
+
+def test_the_varied_training_openings_share_nothing_with_ood():
+    """TextContinuation-v0's varied_openings (text_envs.data.reviews_varied) trains on a second family of openings:
+    the ood split stays unseen, with no template, no run of three words and no pool entry in common."""
+    from text_envs.data.reviews_varied import varied_review_grammar, varied_review_row
+
+    ood, varied = ood_review_grammar(), varied_review_grammar()
+    ood_texts = [p for d in (1, 2, 3) for p in ood_prompts(d)]
+    varied_texts = [varied_review_row(i, d)["prompt"] for d in (1, 2, 3) for i in range(3000)]
+    ood_trigrams = set().union(*map(word_trigrams, ood_texts))
+    shared = ood_trigrams & set().union(*map(word_trigrams, varied_texts))
+    assert not shared, sorted(shared)[:10]
+
+    def entries(grammar: dict) -> set[str]:
+        pools = [*grammar["names"].values(), grammar["companions"], grammar["towns"], grammar["times"],
+                 *grammar["details"].values()]
+        return {e.lower() for pool in pools for e in pool}
+
+    ood_entries, varied_entries = entries(ood), entries(varied)
+    assert not ood_entries & varied_entries
+    lowered_varied, lowered_ood = [p.lower() for p in varied_texts], [p.lower() for p in ood_texts]
+    for entry in ood_entries:
+        assert not any(entry in p for p in lowered_varied), entry
+    for entry in varied_entries:
+        assert not any(entry in p for p in lowered_ood), entry
+    # the training generator's own openings are not among the family's (it is another wording of reviews)
+    assert not any(varied_review_row(i)["prompt"] == review_row("train", i)["prompt"] for i in range(500))

@@ -15,6 +15,15 @@ RLLIB_ALGORITHMS = ("ppo", "impala", "appo")
 ENGINE_ALGORITHMS = {"sb3": SB3_ALGORITHMS, "rllib": RLLIB_ALGORITHMS}
 GROUP_ALGORITHMS = ("grpo", "rloo", "raft", "dpo")
 """Algorithms that compare the k texts of a group (``--group-size``: k envs write for the same prompt)."""
+ANCHOR_ALGORITHMS = ("grpo", "rloo", "reinforce")
+"""The policy-gradient algorithms that take a KL anchor (``--kl-anchor``)."""
+FREEZE_ALGORITHMS = ("grpo", "rloo", "reinforce", "raft", "dpo")
+"""The algorithms that leave submodules untrained (``--freeze``: sb3_ext's group algorithms)."""
+
+
+def frozen_modules(cfg: Any) -> tuple[str, ...]:
+    """``--freeze``'s submodule names (empty when not given)."""
+    return tuple(name.strip() for name in (cfg.freeze or "").split(",") if name.strip())
 DEFAULT_GROUP_SIZE = 4
 """``--group-size`` of a group algorithm when not given (TRL's GRPO writes 8 per prompt; 4 keeps a rollout's
 prompts varied with 32 envs)."""
@@ -25,6 +34,11 @@ def group_size(cfg: Any) -> int:
     if cfg.group_size is not None:
         return int(cfg.group_size)
     return DEFAULT_GROUP_SIZE if cfg.algo in GROUP_ALGORITHMS else 1
+
+
+KL_MODES = {"rloo": ("reward", "exact"), "grpo": ("loss", "reward")}
+"""``--kl-mode`` values of the algorithms that take one (GRPO's "exact" needs unscaled advantages, which the
+command line does not set)."""
 
 
 def check_settings(cfg: Any) -> None:
@@ -42,6 +56,16 @@ def check_settings(cfg: Any) -> None:
                                 f"{cfg.n_envs - cfg.n_envs % k or k}.")
         if cfg.algo == "supervised":
             raise TextEnvsError("--algo supervised samples nothing: leave out --group-size.")
+    if cfg.kl_anchor and (cfg.algo not in ANCHOR_ALGORITHMS or cfg.kl_anchor < 0):
+        raise TextEnvsError(f"--kl-anchor is a coefficient >= 0 of --algo {', '.join(ANCHOR_ALGORITHMS)}, got "
+                            f"{cfg.kl_anchor} with --algo {cfg.algo}: leave it out or change --algo.")
+    if cfg.kl_mode is not None and cfg.kl_mode not in KL_MODES.get(cfg.algo, ()):
+        raise TextEnvsError(f"--kl-mode {cfg.kl_mode} is not a setting of --algo {cfg.algo}: it takes "
+                            + "; ".join(f"--algo {a}: {', '.join(m)}" for a, m in KL_MODES.items()) + ".")
+    if cfg.freeze is not None and (cfg.algo not in FREEZE_ALGORITHMS or not frozen_modules(cfg)):
+        raise TextEnvsError(f"--freeze names the model's submodules to leave untrained, comma separated (e.g. "
+                            f"encoder,shared), for --algo {', '.join(FREEZE_ALGORITHMS)}; got {cfg.freeze!r} with "
+                            f"--algo {cfg.algo}.")
     if cfg.filter_reward is not None and cfg.algo not in ("supervised", "raft"):
         raise TextEnvsError(f"--filter-reward is a setting of --algo supervised (the train references whose reward "
                             f"is at least T) and --algo raft (samples kept above T), not of --algo {cfg.algo}.")

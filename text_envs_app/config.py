@@ -39,8 +39,8 @@ DEFAULT_OOD_SPLIT = {"TextContinuation-v0": "ood"}
 HACKING_METRICS = ("distinct-1", "distinct-2", "self-bleu", "mean_words", "repeated_ngrams", "validity",
                    "sentiment-judge", "judge_disagreement")
 """Rows of the results table that catch reward hacking (text_envs.diversity.HACKING_METRICS, without importing it)."""
-FRONTIER_KEYS = ("optimum_reward", "optimum_kl", "optimum_J", "start_J", "best_of_n_at_kl", "model_reward", "model_J",
-                 "gain_share")
+FRONTIER_KEYS = ("optimum_reward", "optimum_kl", "optimum_J", "start_J", "best_of_n_at_kl", "model_reward", "model_kl",
+                 "model_J", "gain_share")
 """Rows of the main job's table that place a trained model against its start model's limit (text_envs_app.frontier)."""
 TABLE_METRICS_BY_ENV = {"TextContinuation-v0": ("sentiment-classifier",)}
 """Metrics beside the reward in the results table, where the lexical ones against references say nothing: a
@@ -167,6 +167,20 @@ class TrainConfig:
     the other tasks"""
     kl_target: float | None = None
     """target KL per text for the adaptive coefficient (Ziegler et al. 2019); None: fixed coefficient"""
+    kl_mode: str | None = None
+    """--algo rloo: "reward" (the text's KL off its reward, TRL's) or "exact" (the same gradient with less noise:
+    each token pays the KL of the tokens after it in its advantage, and the KL at the token, exact over the
+    vocabulary, in the loss); --algo grpo: "loss" (k3 in the loss, TRL's) or "reward"; None: the algorithm's own
+    (sb3_ext.algorithms.policy_gradient, guides/main_job.md)"""
+    kl_anchor: float = 0.0
+    """--algo grpo, rloo or reinforce on TextContinuation-v0's embedded data: at every optimizer step, add this times
+    the exact KL to the starting model of 16 texts the policy writes for review openings of another wording
+    (text_envs.data.reviews_varied; sb3_ext.algorithms.kl_anchor) to the loss, so the model stays near its start
+    beyond the training openings too (guides/main_job.md, generalisation); 0: none"""
+    freeze: str | None = None
+    """--algo grpo, rloo, reinforce, raft or dpo: the LM's submodules that training leaves as they are, comma
+    separated (e.g. encoder,shared: the shipped T5's encoder and token embedding, so prompts are read as the start
+    model reads them, on other wording too: guides/main_job.md, generalisation); None: every weight is trained"""
     top_p: float = 0.9
     """NLPO's nucleus mask"""
     temperature: float = 1.0
@@ -286,7 +300,9 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise TextEnvsError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}.")
         sb3_only = {"vec_env": "native", "value_lr_scale": 1.0, "kl_target": None, "target_kl": None,
-                    "compare_supervised": False, "group_size": None, "filter_reward": None,
+                    "compare_supervised": False, "group_size": None, "filter_reward": None, "kl_anchor": 0.0,
+                    "freeze": None,
+                    "kl_mode": None,
                     "trust_remote_code": False}  # RLlib's learners load the model without it
         given = [name for name, default in sb3_only.items() if getattr(self, name) != default]
         given += ["value_mode"] if self.value_mode == "separate" else []  # detached and shared run on RLlib too

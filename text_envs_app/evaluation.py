@@ -226,9 +226,9 @@ def frontier_note(rows: dict[str, dict[str, float]]) -> str:
     return ("Frontier rows (sampled texts, J = reward - kl_coef * KL): optimum_* is the optimum of J over policies "
             "near the start model (pi0 exp(r / kl_coef), from the start model's samples on the same prompts); the "
             "start column's model_J is its mean reward over those samples; model_reward: the trained model's mean "
-            "reward over as many samples per prompt (the reward in its J); best_of_n_at_kl is best-of-n's reward at "
-            "the model's KL; gain_share = (J(model) - J(start)) / (J* - J(start)). `text-envs frontier` gives the "
-            "whole curve.")
+            "reward over as many samples per prompt and model_kl its mean exact KL along them (both in its J); "
+            "best_of_n_at_kl is best-of-n's reward at the model's KL; gain_share = (J(model) - J(start)) / "
+            "(J* - J(start)). `text-envs frontier` gives the whole curve.")
 
 
 def decoding_note(rows: dict[str, dict[str, float]]) -> str:

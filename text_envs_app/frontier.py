@@ -43,6 +43,8 @@ MAX_BEST_OF = 32
 """Best-of-n is reported for ``n = 1..min(MAX_BEST_OF, M)``."""
 BATCH_TEXTS = 512
 """Texts sampled in one batch (prompts x samples); bounds memory, keeps batches large."""
+KL_BATCH = 64
+"""Texts per teacher-forced forward of :func:`sequence_kls`."""
 
 
 def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, temperature: float = 1.0,
@@ -236,10 +238,85 @@ def load_start_model(model: str | None, cfg: Any) -> Any:
     return lm.to(cfg.device).eval()
 
 
+def tokens_with_eos(ids: Sequence[int], env: Any) -> list[int]:
+    """A sampled text's ids as the episode wrote them: EOS appended unless the budget ended it."""
+    ids = [int(t) for t in ids]
+    return ids + [env.eos_token_id] if len(ids) < env.max_new_tokens else ids
+
+
+def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], token_lists: Sequence[Sequence[int]],
+                 temperature: float = 1.0, mask: tuple[Any, int | None, float | None] | None = None) -> np.ndarray:
+    """Per text, ``sum_t KL(pi(.|s_t) || pi_ref(.|s_t))`` exact over the env's vocabulary along the text's tokens
+    (EOS included when written), both distributions at ``temperature``; batched teacher forcing.
+
+    :param model: the trained Hugging Face model (``pi``).
+    :param reference: the start model (``pi_ref``).
+    :param token_lists: the sampled ids of each text, EOS dropped (as :func:`sample_texts` gives them).
+    :param mask: ``(mask_model, top_k, top_p)``: ``pi`` restricted to the mask model's top-k / top-p support and
+        renormalised (NLPO's policy, :func:`lm_core.sampling.distribution_logits`); None: ``pi`` unmasked.
+    :return: ``(texts,)`` nats per text.
+    """
+    import torch as th
+
+    from lm_core.backends import make_backend
+    from lm_core.sampling import distribution_logits
+
+    V = len(env.tokenizer)
+    policy_backend, ref_backend = make_backend(model, V), make_backend(reference, V)
+    mask_backend = make_backend(mask[0], V) if mask is not None else None
+    top_k, top_p = (mask[1], mask[2]) if mask is not None else (None, None)
+    device = next(model.parameters()).device
+    out = np.zeros(len(token_lists))
+    modes = model.training, reference.training
+    model.eval()
+    reference.eval()
+    try:
+        with th.no_grad():
+            for start in range(0, len(token_lists), KL_BATCH):
+                chunk = range(start, min(start + KL_BATCH, len(token_lists)))
+                encoded = [env.encode_prompt(prompts[i]) for i in chunk]
+                tokens_of = [tokens_with_eos(token_lists[i], env) for i in chunk]
+                L = max(1, max(len(t) for t in tokens_of))
+                tokens = th.full((len(tokens_of), L), env.pad_token_id, dtype=th.long)
+                mask = th.zeros((len(tokens_of), L), dtype=th.bool)
+                for r, t in enumerate(tokens_of):
+                    tokens[r, :len(t)] = th.as_tensor(t, dtype=th.long)
+                    mask[r, :len(t)] = True
+                p_ids = th.as_tensor(np.stack([e[0] for e in encoded]), device=device)  # (b, P)
+                p_mask = th.as_tensor(np.stack([e[1] for e in encoded]), device=device)
+                tokens, mask = tokens.to(device), mask.to(device)
+                logits = policy_backend.forward_sequences(p_ids, p_mask, tokens)[0]  # (b, L, V)
+                mask_logits = None
+                if mask_backend is not None:
+                    mask_logits = mask_backend.forward_sequences(p_ids, p_mask, tokens)[0].flatten(0, 1)
+                b = logits.shape[0]
+                scores = distribution_logits(logits.flatten(0, 1), temperature, mask_logits, top_k, top_p)
+                logp = th.log_softmax(scores, -1).view(b, L, -1)  # (b, L, V); -inf outside a mask's support
+                logq = th.log_softmax(ref_backend.forward_sequences(p_ids, p_mask, tokens)[0].float()
+                                      / temperature, -1)
+                p = logp.exp()
+                per_token = th.where(p > 0, p * (logp - logq), th.zeros_like(p)).sum(-1)  # (b, L)
+                out[start:start + len(chunk)] = (per_token * mask).sum(-1).cpu().numpy()
+    finally:
+        model.train(modes[0])
+        reference.train(modes[1])
+    return out
+
+
 def start_frontier(model: Any, cfg: Any, samples: int, progress: bool = False) -> np.ndarray:
     """``(N, M)`` rewards of ``samples`` texts of ``model`` (the start model) for each of ``cfg``'s evaluation
     prompts (the first ``eval_examples`` of ``eval_split``), sampled at ``cfg.temperature`` / ``cfg.top_k``,
     seeded by ``cfg.seed``."""
+    return sampled_rewards_and_kls(model, cfg, samples, progress=progress)[0]
+
+
+def sampled_rewards_and_kls(model: Any, cfg: Any, samples: int, reference: Any = None, progress: bool = False
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(N, M)`` rewards of ``samples`` texts of ``model`` per evaluation prompt (as :func:`start_frontier`) and,
+    with a ``reference``, the ``(N, M)`` exact KLs of those texts to it (:func:`sequence_kls`; None without one).
+
+    A model's J = E[reward] - beta * E[KL] measured on the same texts: one text per prompt leaves a KL whose noise on
+    200 prompts moves the gain share by about 0.05."""
     import gymnasium as gym
 
     env = gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs()).unwrapped
@@ -248,11 +325,16 @@ def start_frontier(model: Any, cfg: Any, samples: int, progress: bool = False) -
     try:
         rows = sample_texts(model, env, range(n), samples, cfg.temperature, cfg.top_k, cfg.seed,
                             bar.update if bar is not None else None)
+        kls = None
+        if reference is not None:
+            prompts = [r["prompt"] for r in rows for _ in r["token_ids"]]
+            ids = [t for r in rows for t in r["token_ids"]]
+            kls = sequence_kls(model, reference, env, prompts, ids, cfg.temperature).reshape(n, samples)
     finally:
         if bar is not None:
             bar.close()
         env.close()
-    return np.array([r["rewards"] for r in rows])
+    return np.array([r["rewards"] for r in rows]), kls
 
 
 def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str, float]], start: str = "start",
@@ -265,9 +347,10 @@ def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str,
 
     A column's reward is one sampled text per prompt unless ``models`` has its Hugging Face model: that model then
     writes ``frontier_samples`` texts per prompt too (``model_reward``, their mean: the share's noise from one text
-    per prompt is about as large as the share itself on 200 prompts). Its KL is the column's ``kl`` (exact per
-    token along its texts, far less noisy). Returns what results.json keeps; None when skipped (``frontier_samples``
-    0, a KL coefficient of 0 or a per-token task).
+    per prompt is about as large as the share itself on 200 prompts) and its KL is the mean exact KL along those
+    same texts (``model_kl``; the column's ``kl`` follows one text per prompt, whose noise moves the share by about
+    0.05), unless the run samples through a top-k / top-p mask (then the column's ``kl``). Returns what results.json keeps;
+    None when skipped (``frontier_samples`` 0, a KL coefficient of 0 or a per-token task).
     """
     from text_envs_app.algorithms import training_kl_coef  # the beta the run trains with, not the env's default
 
@@ -293,14 +376,21 @@ def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str,
             continue
         if name in (models or {}):
             began = time.perf_counter()
-            reward = column["model_reward"] = float(start_frontier(models[name], cfg, cfg.frontier_samples).mean())
+            exact_kl = cfg.top_k is None and cfg.algo != "nlpo"  # no top-k / top-p mask: pi is the model's own
+            own, kls = sampled_rewards_and_kls(models[name], cfg, cfg.frontier_samples,
+                                               reference=start_lm if exact_kl else None)
+            reward = column["model_reward"] = float(own.mean())
+            if kls is not None:
+                kl = column["model_kl"] = float(kls.mean())
             log(f"sampled {rewards.size:,} texts of {name} in {time.perf_counter() - began:.0f} s")
         if reward is None:
             continue
         placed = compare_to_frontier(rewards, beta, reward, kl)
         column.update({k: placed[k] for k in ("model_J", "best_of_n_at_kl", "gain_share")})
-        kept[name] = {"reward": reward, "kl": kl, "reward_samples": cfg.frontier_samples if name in (models or {})
-                      else 1, **{k: placed[k] for k in ("model_J", "best_of_n_at_kl", "gain_share")}}
+        own_samples = cfg.frontier_samples if name in (models or {}) else 1
+        kept[name] = {"reward": reward, "kl": kl, "reward_samples": own_samples,
+                      "kl_samples": own_samples if "model_kl" in column else 1,
+                      **{k: placed[k] for k in ("model_J", "best_of_n_at_kl", "gain_share")}}
     return {"beta": beta, "samples": int(rewards.shape[1]), "prompts": int(rewards.shape[0]),
             "start_J": point["start_J"], "optimum_reward": point["optimum_reward"], "optimum_kl": point["optimum_kl"],
             "optimum_J": point["optimum_J"], "optimum_ess": point["optimum_ess"], "models": kept,

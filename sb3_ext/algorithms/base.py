@@ -81,6 +81,10 @@ class GroupRolloutAlgorithm(OnPolicyAlgorithm):
     :param batch_size: texts per minibatch (an optimizer step each); ``None``: all the rollout's texts in one
     :param n_epochs: passes over the rollout's texts per update
     :param max_grad_norm: gradient clipping norm
+    :param frozen_modules: names of the LM's submodules (``model.get_submodule(name)``) whose weights training leaves
+        as they are, e.g. ``("encoder", "shared")`` for a T5: its encoder and token embedding (the tied LM head
+        too), so the prompts' representations stay the start model's (on prompts worded unlike the training ones
+        too: guides/main_job.md, generalisation); empty: every weight is trained
     :param reference: the algorithm needs the frozen start model (its ``beta`` > 0, or DPO): the policy is built
         with it (``policy_kwargs["kl_coef"]`` is set to ``reference_coef`` for that; the policy applies no penalty
         of its own here, only PPO's ``EpisodeRolloutBuffer`` would)
@@ -103,6 +107,7 @@ class GroupRolloutAlgorithm(OnPolicyAlgorithm):
         batch_size: int | None = None,
         n_epochs: int = 1,
         max_grad_norm: float = 1.0,
+        frozen_modules: Sequence[str] = (),
         reference: bool = False,
         reference_coef: float = 1.0,
         stats_window_size: int = 100,
@@ -133,6 +138,10 @@ class GroupRolloutAlgorithm(OnPolicyAlgorithm):
         if n_epochs < 1:
             raise TextEnvsError(f"expected n_epochs >= 1, got {n_epochs}")
         self.batch_size, self.n_epochs = batch_size, int(n_epochs)
+        if isinstance(frozen_modules, str):
+            raise TextEnvsError(f"expected frozen_modules as a sequence of submodule names, e.g. ({frozen_modules!r},), "
+                                f"got the string {frozen_modules!r}")
+        self.frozen_modules = tuple(frozen_modules)
         if n_steps is None and self.env is not None:
             n_steps = int(self.observation_space["generated_ids"].shape[0])  # type: ignore[index]
         if n_steps is not None and n_steps < 1:
@@ -149,6 +158,7 @@ class GroupRolloutAlgorithm(OnPolicyAlgorithm):
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
         self.policy = self.policy.to(self.device)
+        self._freeze_modules()
         self.group_size = getattr(self, "group_size", 1)  # SB3's load without an env: the saved one
         if self.env is not None:
             native = native_vec_env(self.env)
@@ -156,6 +166,19 @@ class GroupRolloutAlgorithm(OnPolicyAlgorithm):
             if self.n_envs % self.group_size:
                 raise TextEnvsError(f"n_envs={self.n_envs} is not a multiple of group_size={self.group_size}")
         self._clear_episodes()
+
+    def _freeze_modules(self) -> None:
+        """Take the weights of ``frozen_modules`` out of training: no gradient, so Adam leaves them alone."""
+        lm = self.policy.model
+        for name in getattr(self, "frozen_modules", ()):  # models saved before the option have none
+            try:
+                module = lm.get_submodule(name)
+            except AttributeError:
+                children = [n for n, _ in lm.named_children()]
+                raise TextEnvsError(f"frozen_modules: the model has no submodule {name!r}; its top-level submodules "
+                                    f"are {children} (dotted names reach deeper, e.g. 'decoder.block.0')") from None
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
 
     def _require_groups(self, num_generations: int | None, why: str) -> None:
         """Refuse an env whose groups cannot serve a method that compares the texts of a prompt (``why`` says

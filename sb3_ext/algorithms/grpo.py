@@ -30,7 +30,9 @@ class GRPO(PolicyGradientAlgorithm):
     :param loss_type: ``"dapo"`` (token-level mean, TRL's default), ``"grpo"`` (per-text mean) or ``"dr_grpo"``
         (constant normaliser ``texts * max_new_tokens``)
     :param beta: KL coefficient to the start model (TRL's default 0.0: no reference model)
-    :param kl_mode: ``"loss"`` (``beta * k3`` in the loss, TRL's) or ``"reward"`` (the text's KL off its reward)
+    :param kl_mode: ``"loss"`` (``beta * k3`` in the loss, TRL's), ``"reward"`` (the text's KL off its reward) or
+        ``"exact"`` (as ``"reward"`` with less noise, :mod:`sb3_ext.algorithms.policy_gradient`; with
+        ``scale_rewards="none"``)
     :param epsilon: ratio clip (0.2); ``epsilon_high`` the upper one (DAPO: 0.28)
     :param n_epochs: TRL's ``num_iterations`` (1)
     :param kwargs: see :class:`~sb3_ext.algorithms.policy_gradient.PolicyGradientAlgorithm` and
@@ -41,7 +43,10 @@ class GRPO(PolicyGradientAlgorithm):
                  scale_rewards: str = "group", loss_type: str = "dapo", beta: float = 0.0, kl_mode: str = "loss",
                  epsilon: float = 0.2, epsilon_high: float | None = None, **kwargs: Any) -> None:
         if kl_mode == "token":
-            raise TextEnvsError("GRPO's kl_mode is 'loss' or 'reward' (per-token shaping is REINFORCE's)")
+            raise TextEnvsError("GRPO's kl_mode is 'loss', 'reward' or 'exact' (per-token shaping is REINFORCE's)")
+        if kl_mode == "exact" and scale_rewards != "none":
+            raise TextEnvsError(f"GRPO(kl_mode='exact') adds the exact KL to the loss in reward units: it needs "
+                                f"unscaled advantages, scale_rewards='none' (got {scale_rewards!r})")
         group_advantages(np.zeros((1, 2)), scale_rewards)  # validates the name before the model is built
         self.scale_rewards = scale_rewards
         self.num_generations = num_generations

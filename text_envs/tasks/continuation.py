@@ -77,6 +77,10 @@ class TextContinuationEnv(TextGenerationEnv):
     :param tokenizer: None (the shipped tokenizer), a Hugging Face tokenizer name/path, or a tokenizer.
     :param difficulty: embedded data only: 1, 2 or 3.
     :param dataset_config: the hub configuration, when not the registered default.
+    :param varied_openings: embedded data only: the share (0-1) of the **train** split's openings written from a
+        second family of templates and vocabulary (:mod:`text_envs.data.reviews_varied`), so that the KL penalty
+        is paid on more than one way of writing an opening; disjoint from the ``"ood"`` openings, which stay
+        unseen. The other splits are not changed (default 0: the generator's openings only).
     Other keywords (``reward``, ``max_prompt_tokens``, ``max_new_tokens``, ``truncation_side``,
     ``dense_reward``, ``shaping_gamma``, ``render_mode``) are those of :class:`TextGenerationEnv`.
 
@@ -96,6 +100,7 @@ class TextContinuationEnv(TextGenerationEnv):
         tokenizer: Any = None,
         difficulty: int = 1,
         dataset_config: str | None = None,
+        varied_openings: float = 0.0,
         reward: Any = "sentiment",
         max_prompt_tokens: int = 64,
         max_new_tokens: int = 48,
@@ -103,6 +108,7 @@ class TextContinuationEnv(TextGenerationEnv):
         **kwargs: Any,
     ) -> None:
         from text_envs.data.reviews_ood import REVIEW_SPLIT_SIZES, review_row_with_ood
+        from text_envs.data.reviews_varied import check_varied_share, review_row_with_varied_train
         from text_envs.tokenization import load_tokenizer
 
         if isinstance(prompt_words, bool) or not isinstance(prompt_words, int) or prompt_words < 1:
@@ -112,10 +118,16 @@ class TextContinuationEnv(TextGenerationEnv):
         else:
             fields = FILE_FIELDS
         self.prompt_words = prompt_words
+        self.varied_openings = check_varied_share(varied_openings)
+        if self.varied_openings and (dataset is not None or fields is not EMBEDDED_FIELDS):
+            raise TextEnvsError("varied_openings mixes openings into the embedded train split: leave it out (or 0) "
+                                "with dataset=... or prompt_field/reference_field.")
+        embedded = (functools.partial(review_row_with_varied_train, self.varied_openings) if self.varied_openings
+                    else review_row_with_ood)
         source = build_source(
             dataset=dataset,
             split=split,
-            embedded=review_row_with_ood,
+            embedded=embedded,
             embedded_sizes=REVIEW_SPLIT_SIZES,
             difficulty=difficulty,
             hub_specs=HUB_DATASETS,
