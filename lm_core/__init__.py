@@ -17,7 +17,8 @@ sb3_contrib or ray; ``tests/test_layout.py`` checks it):
   support); ``lm_core.kl``: KL estimators and coefficient controllers;
 * ``lm_core.lora``: a LoRA model's base as the frozen reference; ``lm_core.tokenizer``: a tokenizer as data;
 * ``lm_core.fluency``: the start model's perplexity of generations; ``lm_core.warm_start``: supervised warm start
-  (``from lm_core.warm_start import warm_start``: the package attribute ``warm_start`` is the module).
+  (``from lm_core.warm_start import warm_start``: the package attribute ``warm_start`` is the module);
+* ``lm_core.heap``: :func:`reused_heap_memory`, glibc's freed memory kept for reuse while training on CPU.
 
 Layers: ``text_envs`` < ``lm_core`` < ``sb3_ext`` (and other adapters) < ``text_envs_app``.
 Heavy dependencies (torch, transformers) load on first attribute access.
@@ -58,6 +59,7 @@ __all__ = [
     "start_model_perplexity",
     "sequence_nll",
     "supervised_examples",
+    "reused_heap_memory",
 ]
 
 _WHERE = {
@@ -90,6 +92,7 @@ _WHERE = {
     "start_model_perplexity": "fluency",
     "sequence_nll": "fluency",
     "supervised_examples": "warm_start",
+    "reused_heap_memory": "heap",
 }
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch as th
 
-__all__ = ["sample_tokens", "support_mask", "distribution_logits", "taken_log_probs_and_entropy"]
+__all__ = ["sample_tokens", "support_mask", "distribution_logits", "taken_log_probs_and_entropy",
+           "taken_log_probs_entropy_and_kl"]
 
 
 def sample_tokens(probs: th.Tensor) -> th.Tensor:
@@ -76,7 +77,9 @@ def distribution_logits(
         worst), so a token at the top-k / top-p boundary can flip out; without this its stored action would get
         log-prob -inf and an importance ratio would explode
     """
-    logits = logits.float() / temperature
+    logits = logits.float()
+    if temperature != 1.0:  # a division by 1 would still be a pass over (B, V) and a fresh tensor, with its backward
+        logits = logits / temperature
     if mask_logits is not None:
         support = support_mask(mask_logits, temperature, top_k, top_p)
         if taken is not None:
@@ -145,3 +148,70 @@ class _TakenLogProbsAndEntropy(th.autograd.Function):
         grad.add_(p.mul_(grad_log_prob[:, None])).neg_()  # two (B, V) tensors at most
         del p
         return grad.scatter_add_(-1, actions[:, None], grad_log_prob[:, None]), None
+
+
+def taken_log_probs_entropy_and_kl(logits: th.Tensor, actions: th.Tensor,
+                                   reference_log_p: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """:func:`taken_log_probs_and_entropy` and ``KL(p || q)`` (B,), exact over the vocabulary, against a fixed
+    reference's log-probabilities ``log q`` (B, V) (normalised: a ``log_softmax``), in one pass over the logits.
+
+    The KL's value and gradient are those of :func:`lm_core.kl.vocabulary_kl`; computed together the three terms share
+    one ``log_softmax`` and one ``exp`` forward and backward, in place where they can: about a third of the
+    vocabulary-wide passes of the three computed apart (each a fresh (B, V) tensor, which on CPU costs more than the
+    arithmetic). Autograd keeps ``logits`` and ``reference_log_p`` (the caller's) only. Differentiable in ``logits``
+    (once); the reference gets no gradient.
+
+    :param logits: (B, V) float logits (masked tokens may hold the dtype's minimum)
+    :param actions: (B,) token ids
+    :param reference_log_p: (B, V) the reference's log-probabilities at the same states, same dtype, finite (a
+        ``log_softmax`` of finite logits)
+    :return: log-probs (B,), entropies (B,), KL (B,) in nats
+    """
+    if logits.dim() != 2 or actions.shape != logits.shape[:1] or reference_log_p.shape != logits.shape:
+        raise ValueError(f"expected logits (B, V), actions (B,) and reference_log_p (B, V), got "
+                         f"{tuple(logits.shape)}, {tuple(actions.shape)} and {tuple(reference_log_p.shape)}")
+    return _TakenLogProbsEntropyAndKL.apply(logits, actions.long(), reference_log_p.detach())
+
+
+_LOG_ZERO = -1e4
+"""Where :func:`taken_log_probs_entropy_and_kl` clamps ``log p``: any lower value has ``p = exp(log p) = 0`` exactly in
+float32 and float64 alike (below about -104 and -745), so nothing changes but a masked token's log p, kept finite and
+small enough that the backward pass's products with the gradient's coefficients cannot overflow."""
+
+
+class _TakenLogProbsEntropyAndKL(th.autograd.Function):
+    """:func:`taken_log_probs_entropy_and_kl`. With ``l = log p(a)``, ``H = -sum p log p`` and
+    ``K = sum p (log p - log q)``: ``dl/dz = onehot(a) - p``, ``dH/dz = -p (log p + H)``, ``dK/dz = p (log p - log q - K)``,
+    so the gradient is ``onehot(a) g_l + p (log p (g_K - g_H) - g_K log q - g_l - g_H H - g_K K)``."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: th.Tensor, actions: th.Tensor,
+                reference_log_p: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        log_p = th.log_softmax(logits, -1)  # (B, V)
+        log_prob = log_p.gather(-1, actions[:, None]).squeeze(-1)  # (B,)
+        log_p.clamp_(min=_LOG_ZERO)  # 0 * log 0 = 0 (a masked or -inf logit), as Categorical.entropy
+        p = th.exp(log_p)
+        neg_entropy = th.einsum("bv,bv->b", p, log_p)  # row dot products: no (B, V) temporary
+        kl = neg_entropy - th.einsum("bv,bv->b", p, reference_log_p)
+        ctx.save_for_backward(logits, actions, reference_log_p, -neg_entropy, kl)
+        return log_prob, -neg_entropy, kl
+
+    @staticmethod
+    def backward(ctx: Any, grad_log_prob: th.Tensor, grad_entropy: th.Tensor,
+                 grad_kl: th.Tensor) -> tuple[th.Tensor, None, None]:
+        logits, actions, reference_log_p, entropy, kl = ctx.saved_tensors
+        if th.is_grad_enabled():  # create_graph: out of place, and H and K recomputed, so that this backward can be
+            log_p = th.log_softmax(logits, -1).clamp(min=_LOG_ZERO)  # differentiated too
+            p = log_p.exp()
+            entropy, kl = -(p * log_p).sum(-1), (p * (log_p - reference_log_p)).sum(-1)
+            constant = -grad_log_prob - grad_entropy * entropy - grad_kl * kl  # (B,)
+            inner = log_p * (grad_kl - grad_entropy)[:, None] - reference_log_p * grad_kl[:, None] + constant[:, None]
+            return (p * inner).scatter_add(-1, actions[:, None], grad_log_prob[:, None]), None, None
+        constant = -grad_log_prob - grad_entropy * entropy - grad_kl * kl  # (B,)
+        log_p = th.log_softmax(logits, -1).clamp_(min=_LOG_ZERO)
+        p = th.exp(log_p)
+        grad = log_p.mul_((grad_kl - grad_entropy)[:, None])  # log_p's buffer becomes the gradient
+        grad.addcmul_(reference_log_p, -grad_kl[:, None])
+        grad.add_(constant[:, None]).mul_(p)
+        del p
+        return grad.scatter_add_(-1, actions[:, None], grad_log_prob[:, None]), None, None

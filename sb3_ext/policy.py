@@ -51,7 +51,7 @@ from lm_core.kl import KL_ESTIMATORS, make_kl_controller
 from lm_core.loading import default_model, load_model
 from lm_core.lora import LoraReference, apply_lora, merge_lora_adapters
 from lm_core.observations import ObservationSpaceError, check_observation, check_token_spaces, observation_parts
-from lm_core.sampling import sample_tokens, taken_log_probs_and_entropy
+from lm_core.sampling import sample_tokens, taken_log_probs_and_entropy, taken_log_probs_entropy_and_kl
 from lm_core.static_cache import check_compile_option
 from lm_core.tokenizer import deserialize_tokenizer, load_tokenizer_spec, serialize_tokenizer, tokenizer_in_folder
 from text_envs.errors import TextEnvsError, unknown_name
@@ -523,6 +523,17 @@ class LLMPolicy(LMActorCritic, BasePolicy):
         # Categorical's log_prob and entropy, keeping one (N, V) tensor for the backward pass instead of five
         log_prob, entropy = taken_log_probs_and_entropy(self.distribution_logits(logits, mask_logits, actions), actions)
         return self.value(hidden), log_prob, entropy
+
+    def log_probs_entropy_and_kl(self, obs: Any, actions: th.Tensor,
+                                 reference_log_p: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Log-probs (N,), entropies (N,) and the exact KL to a fixed reference (N,) of taken actions, from one forward:
+        :meth:`evaluate_actions` without the values, plus ``KL(pi(.|s) || ref(.|s))`` over the vocabulary against the
+        reference's log-probabilities ``reference_log_p`` (N, V) at the same states, the three vocabulary-wide terms
+        computed together (:func:`lm_core.sampling.taken_log_probs_entropy_and_kl`)."""
+        actions = actions.long().flatten()
+        logits, _, mask_logits, _ = self._outputs(obs, actions)
+        return taken_log_probs_entropy_and_kl(self.distribution_logits(logits, mask_logits, actions), actions,
+                                              reference_log_p)
 
     def get_distribution(self, obs: Any) -> CategoricalDistribution:
         """The action distribution at each observation or each output token of an EpisodeBatch.

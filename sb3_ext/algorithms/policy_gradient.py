@@ -31,7 +31,7 @@ import numpy as np
 import torch as th
 
 from lm_core.episodes import EpisodeBatch, teacher_forced_outputs, trimmed_tokens
-from lm_core.kl import kl_estimate, vocabulary_kl
+from lm_core.kl import kl_estimate
 from text_envs.errors import TextEnvsError, unknown_name
 
 from .base import Episode, GroupRolloutAlgorithm, episode_batch
@@ -177,11 +177,11 @@ class PolicyGradientAlgorithm(GroupRolloutAlgorithm):
         if not exact_kl:
             return (*self.episode_log_probs(episodes), None)
         batch = episode_batch(episodes, self.device)
-        dist = self.policy.get_distribution(batch)  # one teacher-forced forward, with gradients
         if reference is None:
             reference = self.reference_log_softmax(episodes)
-        token_kl = vocabulary_kl(dist.distribution.logits.float(), reference)
-        return dist.log_prob(batch.taken_actions), dist.entropy(), batch, token_kl
+        # one teacher-forced forward, with gradients; the three vocabulary-wide terms in one pass
+        log_prob, entropy, token_kl = self.policy.log_probs_entropy_and_kl(batch, batch.taken_actions, reference)
+        return log_prob, entropy, batch, token_kl
 
     def rollout_reference(self, episodes: list[Episode]) -> tuple[np.ndarray, th.Tensor | None]:
         """The start model's log-probs of the sampled tokens (N,) and, under ``kl_mode="exact"`` when its

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lm_core.heap import reused_heap_memory
 from text_envs.errors import TextEnvsError
 from text_envs_app.config import TrainConfig
 from text_envs_app.engines.base import Learned, Log, Report
@@ -340,7 +341,9 @@ class SB3Engine:
             log(f"supervised: {done['tokens']:,} reference tokens, final loss {done['loss']:.3f} nats/token")
             model.num_timesteps = cfg.steps  # the budget is spent (an interrupt above keeps the 0-token one)
         elif remaining > 0:
-            model.learn(remaining, callback=callbacks, reset_num_timesteps=self.ckpt is None, tb_log_name=cfg.algo)
+            with reused_heap_memory():  # the update's (N, V) tensors on mapped pages (lm_core/heap.py)
+                model.learn(remaining, callback=callbacks, reset_num_timesteps=self.ckpt is None,
+                            tb_log_name=cfg.algo)
 
     def _stopped(self, signal: str, checkpoints: Any, log: Log) -> Learned:
         """Save what a Ctrl-C/SIGTERM during training leaves, and say what was kept."""
