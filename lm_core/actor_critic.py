@@ -203,11 +203,13 @@ class LMActorCritic:
 
         :param parts: ``prompt_ids, prompt_mask, generated_ids, generated count``
             (:func:`~lm_core.observations.observation_parts`)
-        :param cached: through the decode caches (rollouts, no gradient); False: one full forward per row
+        :param cached: through the decode caches (rollouts, no gradient); False: one full forward per row. A
+            model whose rows cannot share a cache exactly (``backend.shared_cache_exact``: a seq2seq decoder with
+            absolute positions, e.g. BART) always takes the full forward
         """
 
         def run(name: str, backend: LMBackend) -> tuple[th.Tensor, th.Tensor]:
-            if cached:
+            if cached and backend.shared_cache_exact:
                 return self.decode_state(name, backend)(*parts)
             return backend.forward_next(*parts)
 

@@ -78,6 +78,10 @@ class LMBackend:
     kind = "base"
     #: whether a decode state may fold a fresh row's prefill into its shared step (seq2seq: see Seq2SeqBackend)
     folds_starts = False
+    #: whether rows at different lengths can share one decode cache (:class:`~lm_core.decode_state.DecodeState`)
+    #: exactly: causal models get each row's positions from its mask, T5's decoder a relative position bias; a
+    #: seq2seq decoder with absolute positions (BART, Marian, Pegasus) places every row at the cache's length
+    shared_cache_exact = True
 
     def __init__(self, model: nn.Module, vocab_size: int):
         self.model = model
@@ -203,6 +207,8 @@ class Seq2SeqBackend(LMBackend):
             raise ModelLoadError("expected the seq2seq model config to define decoder_start_token_id or pad_token_id")
         self.decoder_start_token_id = int(start)
         self._cross_ok: bool | None = None  # cross_attention_kv checked against the model's own (first prefill)
+        decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+        self.shared_cache_exact = not hasattr(decoder, "embed_positions")  # BART's family: learned/sinusoidal positions
 
     @property
     def folds_starts(self) -> bool:  # type: ignore[override]

@@ -153,11 +153,22 @@ def llama_config(V: int, **kw: Any):
     return LlamaConfig(**base)
 
 
-CONFIGS = {"t5": t5_config, "gpt2": gpt2_config, "llama": llama_config}
+def bart_config(V: int, **kw: Any):
+    """A tiny BART: a seq2seq decoder with absolute (learned) positions, unlike T5's relative bias."""
+    from transformers import BartConfig
+
+    base = dict(vocab_size=int(V), d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+                decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                pad_token_id=PAD, eos_token_id=EOS, bos_token_id=EOS, decoder_start_token_id=PAD, forced_eos_token_id=None)
+    base.update(kw)
+    return BartConfig(**base)
+
+
+CONFIGS = {"t5": t5_config, "gpt2": gpt2_config, "llama": llama_config, "bart": bart_config}
 
 
 def make_model(kind: str, V: int, seed: int = 0):
-    """A tiny ``kind`` ("t5", "gpt2" or "llama") model of vocabulary ``V``, its weights drawn with ``seed``."""
+    """A tiny ``kind`` ("t5", "gpt2", "llama" or "bart") model of vocabulary ``V``, its weights drawn with ``seed``."""
     import torch as th
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
