@@ -192,7 +192,7 @@ class _TakenLogProbsEntropyAndKL(th.autograd.Function):
         log_p.clamp_(min=_LOG_ZERO)  # 0 * log 0 = 0 (a masked or -inf logit), as Categorical.entropy
         p = th.exp(log_p)
         neg_entropy = th.einsum("bv,bv->b", p, log_p)  # row dot products: no (B, V) temporary
-        kl = neg_entropy - th.einsum("bv,bv->b", p, reference_log_p)
+        kl = th.einsum("bv,bv->b", p, log_p.sub_(reference_log_p))  # log_p is not needed after: in place
         ctx.save_for_backward(logits, actions, reference_log_p, -neg_entropy, kl)
         return log_prob, -neg_entropy, kl
 

@@ -146,29 +146,30 @@ def start_model_ppl(reference_lm: Any, cfg: TrainConfig, generations: list[dict[
 
 def sequence_kl(policy: Any, reference_lm: Any, cfg: TrainConfig, generations: list[dict[str, Any]]) -> float:
     """Mean over texts of sum_t KL(pi(.|s_t) || pi_ref(.|s_t)), exact over the vocabulary, along each text: the
-    token ids the policy generated (``generation["generated_ids"]``; the text re-tokenized when absent)."""
+    token ids the policy generated (``generation["generated_ids"]``; the text re-tokenized when absent), the
+    trained distribution at the policy's temperature without a top-k/top-p support; batched teacher forcing
+    (:func:`text_envs_app.frontier.sequence_kls`)."""
     import gymnasium as gym
-    import torch as th
 
-    from lm_core.backends import make_backend
+    from text_envs_app.frontier import sequence_kls
 
+    if not generations:
+        return 0.0
     env = gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs()).unwrapped
-    ref_backend = make_backend(reference_lm, policy.V)
     tok = env.tokenizer
-    total = 0.0
-    with th.no_grad():
-        for gen in generations:
-            ids, mask = env.encode_prompt(gen["prompt"])
-            if gen.get("generated_ids"):  # the tokens the policy wrote (decoding then re-tokenizing may differ)
-                tokens = [int(t) for t in gen["generated_ids"]]
-            else:  # a generation without its ids: the text re-tokenized, then EOS
-                tokens = tok(gen["prediction"], add_special_tokens=False)["input_ids"][: env.max_new_tokens - 1]
-                tokens = list(tokens) + [env.eos_token_id]
-            p_ids = th.as_tensor(ids[None], device=policy.device)
-            p_mask = th.as_tensor(mask[None], device=policy.device)
-            t_ids = th.as_tensor([tokens], device=policy.device)
-            total += policy.text_kl(ref_backend, p_ids, p_mask, t_ids)  # lm_core.kl.sequence_kl
-    return total / max(1, len(generations))
+    token_lists = []
+    for gen in generations:
+        if gen.get("generated_ids"):  # the tokens the policy wrote (decoding then re-tokenizing may differ)
+            tokens = [int(t) for t in gen["generated_ids"]]
+        else:  # a generation without its ids: the text re-tokenized, then EOS
+            tokens = tok(gen["prediction"], add_special_tokens=False)["input_ids"][: env.max_new_tokens - 1]
+            tokens = list(tokens) + [env.eos_token_id]
+        if tokens and tokens[-1] == env.eos_token_id:  # sequence_kls writes the EOS back (unless at the budget)
+            tokens = tokens[:-1]
+        token_lists.append(tokens)
+    kls = sequence_kls(policy.model, reference_lm, env, [gen["prompt"] for gen in generations], token_lists,
+                       temperature=policy.temperature)
+    return float(kls.mean())
 
 
 _SIG_TOK = re.compile(r"(?:^|\|)tok:([^|]+)")

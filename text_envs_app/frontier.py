@@ -294,8 +294,8 @@ def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], t
                 logp = th.log_softmax(scores, -1).view(b, L, -1)  # (b, L, V); -inf outside a mask's support
                 logq = th.log_softmax(ref_backend.forward_sequences(p_ids, p_mask, tokens)[0].float()
                                       / temperature, -1)
-                p = logp.exp()
-                per_token = th.where(p > 0, p * (logp - logq), th.zeros_like(p)).sum(-1)  # (b, L)
+                p = logp.clamp_(min=-1e4).exp()  # exp(-1e4) = 0: outside the support p (log p - log q) = 0, not nan
+                per_token = logp.sub_(logq).mul_(p).sum(-1)  # (b, L); in place: no more (b, L, V) tensors
                 out[start:start + len(chunk)] = (per_token * mask).sum(-1).cpu().numpy()
     finally:
         model.train(modes[0])
