@@ -180,7 +180,9 @@ class TrainConfig:
     freeze: str | None = None
     """--algo grpo, rloo, reinforce, raft or dpo: the LM's submodules that training leaves as they are, comma
     separated (e.g. encoder,shared: the shipped T5's encoder and token embedding, so prompts are read as the start
-    model reads them, on other wording too: guides/main_job.md, generalisation); None: every weight is trained"""
+    model reads them, on other wording too: guides/main_job.md, generalisation); dotted names reach deeper and '*'
+    matches any part (decoder.block.*.layer.0: every decoder block's self-attention); None: every weight is
+    trained"""
     top_p: float = 0.9
     """NLPO's nucleus mask"""
     temperature: float = 1.0

@@ -21,6 +21,7 @@ Shapes: ``E`` episodes, ``G`` groups of ``k`` texts, ``N`` generated tokens of a
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -168,17 +169,28 @@ class GroupRolloutAlgorithm(OnPolicyAlgorithm):
         self._clear_episodes()
 
     def _freeze_modules(self) -> None:
-        """Take the weights of ``frozen_modules`` out of training: no gradient, so Adam leaves them alone."""
+        """Take the weights of ``frozen_modules`` out of training: no gradient, so Adam leaves them alone. A name with
+        ``*`` is a pattern (``fnmatch``) over the model's dotted submodule names, e.g. ``decoder.block.*.layer.0``
+        (every decoder block's self-attention, at any depth of model); it must match at least one."""
         lm = self.policy.model
         for name in getattr(self, "frozen_modules", ()):  # models saved before the option have none
-            try:
-                module = lm.get_submodule(name)
-            except AttributeError:
-                children = [n for n, _ in lm.named_children()]
-                raise TextEnvsError(f"frozen_modules: the model has no submodule {name!r}; its top-level submodules "
-                                    f"are {children} (dotted names reach deeper, e.g. 'decoder.block.0')") from None
-            for parameter in module.parameters():
-                parameter.requires_grad_(False)
+            if "*" in name:
+                modules = [m for n, m in lm.named_modules() if n and fnmatch.fnmatchcase(n, name)]
+                if not modules:
+                    raise TextEnvsError(f"frozen_modules: no submodule of the model matches {name!r} (dotted names as "
+                                        "in model.named_modules(), '*' for any part, e.g. 'decoder.block.*.layer.0')")
+            else:
+                try:
+                    modules = [lm.get_submodule(name)]
+                except AttributeError:
+                    children = [n for n, _ in lm.named_children()]
+                    raise TextEnvsError(f"frozen_modules: the model has no submodule {name!r}; its top-level "
+                                        f"submodules are {children} (dotted names reach deeper, e.g. "
+                                        "'decoder.block.0'; '*' matches any part, e.g. 'decoder.block.*.layer.0')"
+                                        ) from None
+            for module in modules:
+                for parameter in module.parameters():
+                    parameter.requires_grad_(False)
 
     def _require_groups(self, num_generations: int | None, why: str) -> None:
         """Refuse an env whose groups cannot serve a method that compares the texts of a prompt (``why`` says
