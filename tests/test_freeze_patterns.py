@@ -38,3 +38,13 @@ def test_a_pattern_freezes_every_match_and_the_rest_trains():
 def test_a_pattern_that_matches_nothing_is_refused():
     with pytest.raises(TextEnvsError, match=r"no submodule of the model matches 'decoder\.blocks\.\*'"):
         _rloo(("decoder.blocks.*",))
+
+
+def test_the_default_freeze_is_the_shipped_models_only():
+    """The main job's default freezes submodules by the shipped T5's names; a user's --model trains every weight
+    unless --freeze is given (a GPT-2 has no 'encoder' to freeze)."""
+    from text_envs_app.algorithms import make_config
+
+    assert make_config(env="TextContinuation-v0").freeze
+    assert make_config(env="TextContinuation-v0", model="gpt2").freeze is None
+    assert make_config(env="TextContinuation-v0", model="gpt2", freeze="transformer.h.0").freeze == "transformer.h.0"
