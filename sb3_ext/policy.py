@@ -526,10 +526,8 @@ class LLMPolicy(LMActorCritic, BasePolicy):
 
     def log_probs_entropy_and_kl(self, obs: Any, actions: th.Tensor,
                                  reference_log_p: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """Log-probs (N,), entropies (N,) and the exact KL to a fixed reference (N,) of taken actions, from one forward:
-        :meth:`evaluate_actions` without the values, plus ``KL(pi(.|s) || ref(.|s))`` over the vocabulary against the
-        reference's log-probabilities ``reference_log_p`` (N, V) at the same states, the three vocabulary-wide terms
-        computed together (:func:`lm_core.sampling.taken_log_probs_entropy_and_kl`)."""
+        """:meth:`evaluate_actions` without the values, plus the exact KL (N,) to a reference whose log-probabilities
+        ``reference_log_p`` (N, V) are given (:func:`lm_core.sampling.taken_log_probs_entropy_and_kl`: one pass)."""
         actions = actions.long().flatten()
         logits, _, mask_logits, _ = self._outputs(obs, actions)
         return taken_log_probs_entropy_and_kl(self.distribution_logits(logits, mask_logits, actions), actions,

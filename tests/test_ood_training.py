@@ -202,3 +202,17 @@ def test_the_freeze_option_reaches_the_algorithm():
     for bad in (dict(algo="ppo", freeze="encoder"), dict(freeze=" , ")):
         with pytest.raises(TextEnvsError, match="--freeze"):
             make_config(**bad).validate()
+
+
+def test_dotted_names_freeze_the_decoder_attention_and_leave_the_feed_forward_training():
+    # the decoder's self- and cross-attention frozen by their dotted names (T5: block.i.layer.0 and layer.1), as in
+    # the feed-forward-only setting measured for other wording (guides/main_job.md, generalisation)
+    attention = tuple(f"decoder.block.{i}.layer.{j}" for i in range(2) for j in (0, 1))
+    model = rloo(None, frozen_modules=("encoder", "shared", *attention))
+    start = {k: v.clone() for k, v in model.policy.model.state_dict().items()}
+    model.learn(8 * T * 2)
+    after = model.policy.model.state_dict()
+    assert all(th.equal(start[k], after[k]) for k in after if k.startswith(tuple(f"{a}." for a in attention)))
+    assert any(not th.equal(start[k], after[k]) for k in after if ".layer.2.DenseReluDense." in k)
+    with pytest.raises(TextEnvsError, match="no submodule 'decoder.block.9'"):
+        rloo(None, frozen_modules=("decoder.block.9",))

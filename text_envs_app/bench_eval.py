@@ -21,7 +21,7 @@ import numpy as np
 
 from text_envs.errors import TextEnvsError
 from text_envs_app.bench_stats import clustered_standard_error
-from text_envs_app.frontier import sequence_kls
+from text_envs_app.text_kl import sequence_kls
 
 SEED_STRIDE = 1_000  # seeds of a run's k-th sampled pass: seed + k * SEED_STRIDE (distinct for up to 1,000 seeds)
 

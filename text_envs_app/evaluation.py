@@ -148,10 +148,10 @@ def sequence_kl(policy: Any, reference_lm: Any, cfg: TrainConfig, generations: l
     """Mean over texts of sum_t KL(pi(.|s_t) || pi_ref(.|s_t)), exact over the vocabulary, along each text: the
     token ids the policy generated (``generation["generated_ids"]``; the text re-tokenized when absent), the
     trained distribution at the policy's temperature without a top-k/top-p support; batched teacher forcing
-    (:func:`text_envs_app.frontier.sequence_kls`)."""
+    (:func:`text_envs_app.text_kl.sequence_kls`)."""
     import gymnasium as gym
 
-    from text_envs_app.frontier import sequence_kls
+    from text_envs_app.text_kl import sequence_kls
 
     if not generations:
         return 0.0

@@ -36,6 +36,7 @@ from text_envs.frontier import (
     optimum_curve,
 )
 from text_envs_app.evaluation import env_reward_name
+from text_envs_app.text_kl import KL_BATCH, sequence_kls, tokens_with_eos  # noqa: F401  (here before)
 
 DEFAULT_BETAS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05)
 """The KL coefficients of ``text-envs frontier`` when ``--betas`` is not given."""
@@ -43,8 +44,6 @@ MAX_BEST_OF = 32
 """Best-of-n is reported for ``n = 1..min(MAX_BEST_OF, M)``."""
 BATCH_TEXTS = 512
 """Texts sampled in one batch (prompts x samples); bounds memory, keeps batches large."""
-KL_BATCH = 64
-"""Texts per teacher-forced forward of :func:`sequence_kls`."""
 
 
 def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, temperature: float = 1.0,
@@ -236,71 +235,6 @@ def load_start_model(model: str | None, cfg: Any) -> Any:
         lm = default_model(len(env.unwrapped.tokenizer))[0]
         env.close()
     return lm.to(cfg.device).eval()
-
-
-def tokens_with_eos(ids: Sequence[int], env: Any) -> list[int]:
-    """A sampled text's ids as the episode wrote them: EOS appended unless the budget ended it."""
-    ids = [int(t) for t in ids]
-    return ids + [env.eos_token_id] if len(ids) < env.max_new_tokens else ids
-
-
-def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], token_lists: Sequence[Sequence[int]],
-                 temperature: float = 1.0, mask: tuple[Any, int | None, float | None] | None = None) -> np.ndarray:
-    """Per text, ``sum_t KL(pi(.|s_t) || pi_ref(.|s_t))`` exact over the env's vocabulary along the text's tokens
-    (EOS included when written), both distributions at ``temperature``; batched teacher forcing.
-
-    :param model: the trained Hugging Face model (``pi``).
-    :param reference: the start model (``pi_ref``).
-    :param token_lists: the sampled ids of each text, EOS dropped (as :func:`sample_texts` gives them).
-    :param mask: ``(mask_model, top_k, top_p)``: ``pi`` restricted to the mask model's top-k / top-p support and
-        renormalised (NLPO's policy, :func:`lm_core.sampling.distribution_logits`); None: ``pi`` unmasked.
-    :return: ``(texts,)`` nats per text.
-    """
-    import torch as th
-
-    from lm_core.backends import make_backend
-    from lm_core.sampling import distribution_logits
-
-    V = len(env.tokenizer)
-    policy_backend, ref_backend = make_backend(model, V), make_backend(reference, V)
-    mask_backend = make_backend(mask[0], V) if mask is not None else None
-    top_k, top_p = (mask[1], mask[2]) if mask is not None else (None, None)
-    device = next(model.parameters()).device
-    out = np.zeros(len(token_lists))
-    modes = model.training, reference.training
-    model.eval()
-    reference.eval()
-    try:
-        with th.no_grad():
-            for start in range(0, len(token_lists), KL_BATCH):
-                chunk = range(start, min(start + KL_BATCH, len(token_lists)))
-                encoded = [env.encode_prompt(prompts[i]) for i in chunk]
-                tokens_of = [tokens_with_eos(token_lists[i], env) for i in chunk]
-                L = max(1, max(len(t) for t in tokens_of))
-                tokens = th.full((len(tokens_of), L), env.pad_token_id, dtype=th.long)
-                mask = th.zeros((len(tokens_of), L), dtype=th.bool)
-                for r, t in enumerate(tokens_of):
-                    tokens[r, :len(t)] = th.as_tensor(t, dtype=th.long)
-                    mask[r, :len(t)] = True
-                p_ids = th.as_tensor(np.stack([e[0] for e in encoded]), device=device)  # (b, P)
-                p_mask = th.as_tensor(np.stack([e[1] for e in encoded]), device=device)
-                tokens, mask = tokens.to(device), mask.to(device)
-                logits = policy_backend.forward_sequences(p_ids, p_mask, tokens)[0]  # (b, L, V)
-                mask_logits = None
-                if mask_backend is not None:
-                    mask_logits = mask_backend.forward_sequences(p_ids, p_mask, tokens)[0].flatten(0, 1)
-                b = logits.shape[0]
-                scores = distribution_logits(logits.flatten(0, 1), temperature, mask_logits, top_k, top_p)
-                logp = th.log_softmax(scores, -1).view(b, L, -1)  # (b, L, V); -inf outside a mask's support
-                logq = th.log_softmax(ref_backend.forward_sequences(p_ids, p_mask, tokens)[0].float()
-                                      / temperature, -1)
-                p = logp.clamp_(min=-1e4).exp()  # exp(-1e4) = 0: outside the support p (log p - log q) = 0, not nan
-                per_token = logp.sub_(logq).mul_(p).sum(-1)  # (b, L); in place: no more (b, L, V) tensors
-                out[start:start + len(chunk)] = (per_token * mask).sum(-1).cpu().numpy()
-    finally:
-        model.train(modes[0])
-        reference.train(modes[1])
-    return out
 
 
 def start_frontier(model: Any, cfg: Any, samples: int, progress: bool = False) -> np.ndarray:

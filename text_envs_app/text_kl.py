@@ -1,0 +1,80 @@
+"""The exact KL of texts to a reference model, by batched teacher forcing: what the evaluation's ``kl`` column, the
+frontier's ``model_kl`` and the bench read (one module both :mod:`text_envs_app.evaluation` and
+:mod:`text_envs_app.frontier` import, so neither imports the other for it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["KL_BATCH", "tokens_with_eos", "sequence_kls"]
+
+KL_BATCH = 64
+"""Texts per teacher-forced forward of :func:`sequence_kls`."""
+
+
+def tokens_with_eos(ids: Sequence[int], env: Any) -> list[int]:
+    """A sampled text's ids as the episode wrote them: EOS appended unless the budget ended it."""
+    ids = [int(t) for t in ids]
+    return ids + [env.eos_token_id] if len(ids) < env.max_new_tokens else ids
+
+
+def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], token_lists: Sequence[Sequence[int]],
+                 temperature: float = 1.0, mask: tuple[Any, int | None, float | None] | None = None) -> np.ndarray:
+    """Per text, ``sum_t KL(pi(.|s_t) || pi_ref(.|s_t))`` exact over the env's vocabulary along the text's tokens
+    (EOS included when written), both distributions at ``temperature``; batched teacher forcing.
+
+    :param model: the trained Hugging Face model (``pi``).
+    :param reference: the start model (``pi_ref``).
+    :param token_lists: the sampled ids of each text, EOS dropped (as :func:`sample_texts` gives them).
+    :param mask: ``(mask_model, top_k, top_p)``: ``pi`` restricted to the mask model's top-k / top-p support and
+        renormalised (NLPO's policy, :func:`lm_core.sampling.distribution_logits`); None: ``pi`` unmasked.
+    :return: ``(texts,)`` nats per text.
+    """
+    import torch as th
+
+    from lm_core.backends import make_backend
+    from lm_core.sampling import distribution_logits
+
+    V = len(env.tokenizer)
+    policy_backend, ref_backend = make_backend(model, V), make_backend(reference, V)
+    mask_backend = make_backend(mask[0], V) if mask is not None else None
+    top_k, top_p = (mask[1], mask[2]) if mask is not None else (None, None)
+    device = next(model.parameters()).device
+    out = np.zeros(len(token_lists))
+    modes = model.training, reference.training
+    model.eval()
+    reference.eval()
+    try:
+        with th.no_grad():
+            for start in range(0, len(token_lists), KL_BATCH):
+                chunk = range(start, min(start + KL_BATCH, len(token_lists)))
+                encoded = [env.encode_prompt(prompts[i]) for i in chunk]
+                tokens_of = [tokens_with_eos(token_lists[i], env) for i in chunk]
+                L = max(1, max(len(t) for t in tokens_of))
+                tokens = th.full((len(tokens_of), L), env.pad_token_id, dtype=th.long)
+                mask = th.zeros((len(tokens_of), L), dtype=th.bool)
+                for r, t in enumerate(tokens_of):
+                    tokens[r, :len(t)] = th.as_tensor(t, dtype=th.long)
+                    mask[r, :len(t)] = True
+                p_ids = th.as_tensor(np.stack([e[0] for e in encoded]), device=device)  # (b, P)
+                p_mask = th.as_tensor(np.stack([e[1] for e in encoded]), device=device)
+                tokens, mask = tokens.to(device), mask.to(device)
+                logits = policy_backend.forward_sequences(p_ids, p_mask, tokens)[0]  # (b, L, V)
+                mask_logits = None
+                if mask_backend is not None:
+                    mask_logits = mask_backend.forward_sequences(p_ids, p_mask, tokens)[0].flatten(0, 1)
+                b = logits.shape[0]
+                scores = distribution_logits(logits.flatten(0, 1), temperature, mask_logits, top_k, top_p)
+                logp = th.log_softmax(scores, -1).view(b, L, -1)  # (b, L, V); -inf outside a mask's support
+                logq = th.log_softmax(ref_backend.forward_sequences(p_ids, p_mask, tokens)[0].float()
+                                      / temperature, -1)
+                p = logp.clamp_(min=-1e4).exp()  # exp(-1e4) = 0: outside the support p (log p - log q) = 0, not nan
+                per_token = logp.sub_(logq).mul_(p).sum(-1)  # (b, L); in place: no more (b, L, V) tensors
+                out[start:start + len(chunk)] = (per_token * mask).sum(-1).cpu().numpy()
+    finally:
+        model.train(modes[0])
+        reference.train(modes[1])
+    return out
