@@ -11,6 +11,7 @@ from helpers import EOS, FakeCopyEnv, make_model
 from stable_baselines3.common.env_util import make_vec_env
 
 from lm_core.backends import DecodeState, make_backend
+from lm_core.observations import observation_parts
 from sb3_ext import LLMPolicy
 
 th.set_num_threads(1)
@@ -58,10 +59,9 @@ def test_the_shared_cache_is_what_would_be_wrong_for_bart(env):
     backend = make_backend(make_model("bart", V, seed=1).eval(), V)
     state, reference = DecodeState(backend), make_backend(backend.model, V)
     obs, rng, worst = env.reset(), np.random.default_rng(0), 0.0
-    policy = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=backend.model)
     with th.no_grad():
         for _ in range(30):
-            parts = policy._obs_parts(policy.obs_to_tensor(obs)[0])
+            parts = observation_parts(obs)
             cached, _ = state(*parts)
             direct, _ = reference.forward_next(*parts)
             worst = max(worst, float((cached.log_softmax(-1) - direct.log_softmax(-1)).abs().max()))

@@ -36,7 +36,7 @@ from text_envs.frontier import (
     optimum_curve,
 )
 from text_envs_app.evaluation import env_reward_name
-from text_envs_app.text_kl import KL_BATCH, sequence_kls, tokens_with_eos  # noqa: F401  (here before)
+from text_envs_app.text_kl import sequence_kls
 
 DEFAULT_BETAS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05)
 """The KL coefficients of ``text-envs frontier`` when ``--betas`` is not given."""
