@@ -226,6 +226,25 @@ def test_presets_and_bad_arguments(tmp_path):
         main(["bench", "--kl-coefs", "-0.1"])
 
 
+def test_main_job_preset_runs_the_main_jobs_recipe_against_best_of_n_and_raft():
+    from text_envs_app.algorithms import MAIN_JOB_FREEZE, make_config
+
+    preset = bench.BENCH_PRESETS["main-job"]
+    assert preset["seeds"] >= 10 and preset["eval_examples"] >= 1000 and preset["eval_samples"] >= 4
+    assert {"sampled", "best-of-n", "raft", "rloo"} <= set(preset["methods"])
+    rloo = bench._config("rloo", bench.CONTINUATION, 3, preset, 0.5)
+    main = make_config(env="TextContinuation-v0", seed=3)  # text-envs train's default job
+    for name in ("algo", "steps", "n_envs", "n_steps", "kl_coef", "kl_mode", "group_size", "learning_rate",
+                 "n_epochs", "freeze", "seed"):
+        assert getattr(rloo, name) == getattr(main, name), name
+    raft = bench._config("raft", bench.CONTINUATION, 3, preset, 0.5)
+    raft.validate()
+    assert (raft.algo, raft.steps, raft.group_size, raft.freeze) == ("raft", main.steps, 8, MAIN_JOB_FREEZE)
+    assert raft.learning_rate == bench.RAFT_LR
+    # the preset's RAFT settings are its own: another preset's RAFT keeps the registry's
+    assert bench._config("raft", bench.CONTINUATION, 0, bench.BENCH_PRESETS["rl-small"], 0.05).freeze != MAIN_JOB_FREEZE
+
+
 # ---------------------------------------------------------------------------------------------- sampled evaluation
 SAMPLED = dict(envs=(bench.CONTINUATION,), steps=32, n_envs=4, n_steps=8, eval_examples=6, eval_samples=2,
                start_samples=4, best_of_n=2, seeds=2, kl_coefs=(0.05,), curve_points=0, curve_examples=4,
@@ -261,6 +280,19 @@ def test_sampled_preset_writes_paired_table_poi_unmasked_nlpo_and_frontier(tmp_p
     assert "eval_se" in md and "hacking" in md
     pooled = np.load(out / "start_rewards.npz")["continuation__sentiment"]
     assert pooled.shape == (6, 2 * 4)  # prompts x (seeds x start samples)
+    # the trained rows' share of J's available gain at their beta: against their seed's start samples and all seeds'
+    from text_envs.frontier import achievable_share, optimum
+
+    for (method, seed), r in by.items():
+        if method not in ("nlpo", "nlpo-unmasked"):
+            assert "gain_share" not in r
+            continue
+        j = r["reward"] - 0.05 * r["kl"]
+        own = pooled[:, 4 * seed:4 * seed + 4]
+        assert r["gain_share"] == pytest.approx(achievable_share(j, own.mean(), optimum(own, 0.05).objective))
+        assert r["gain_share_pooled"] == pytest.approx(achievable_share(j, pooled.mean(),
+                                                                        optimum(pooled, 0.05).objective))
+    assert "gain_share_pooled" in md
     assert (out / "frontier.png").stat().st_size > 20_000
 
 

@@ -169,3 +169,23 @@ def test_hacking_flags_catch_degenerate_texts_that_vader_still_rewards():
     md = bench_report.format_results(rows, "hack", dict(steps=1, eval_examples=60, eval_samples=1), 2, reps=200)
     assert "- ppo (β=0): flagged (" in md or "- ppo: flagged (" in md
     assert "the reward still pays for these texts" in md and "| a2c | " in md and "not flagged |" in md
+
+
+def test_rows_are_paired_against_raft_at_their_kl_coefficient():
+    seeds = range(4)
+    rows = [_row("raft", s, 0.58 + 0.01 * s, 0.5, kl=0.20) for s in seeds]
+    rows += [_row("rloo", s, 0.70 + 0.01 * s, 0.5, kl=0.15) for s in seeds]  # more reward for less KL
+    rows += [_row("grpo", s, 0.50 + 0.01 * s, 0.5, kl=0.30) for s in seeds]  # less reward for more KL
+    rows += [_row("ppo", s, 0.90, 0.05, kl=0.9) for s in seeds]  # no RAFT run at its coefficient: not paired
+    rows += [_row("sampled", s, 0.5) for s in seeds]
+    comparisons = bench_report.raft_comparisons(rows, "t", reps=2000)
+    assert set(comparisons) == {("rloo", 0.5), ("grpo", 0.5)}
+    rloo, rloo_kl, raft_kl = comparisons[("rloo", 0.5)]
+    assert rloo.baseline == "raft" and rloo.mean == pytest.approx(0.12) and rloo.verdict() == "better"
+    assert (rloo_kl, raft_kl) == pytest.approx((0.15, 0.20)) and rloo.n == 4
+    grpo = comparisons[("grpo", 0.5)][0]
+    assert grpo.mean == pytest.approx(-0.08) and grpo.verdict() == "worse"
+    md = bench_report.format_results(rows, "toy", dict(steps=64, eval_examples=8, eval_samples=2), 4, reps=2000)
+    assert ("| rloo (β=0.5) | +0.120 [+0.120, +0.120] | 1.00 [1.00, 1.00] | better, at no more KL | 0.150 / 0.200 "
+            "| 4 |") in md
+    assert "| grpo (β=0.5) | -0.080 [-0.080, -0.080] | 0.00 [0.00, 0.00] | worse, spending more KL | 0.300 / 0.200 |" in md

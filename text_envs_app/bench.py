@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from text_envs.errors import TextEnvsError, unknown_name
+from text_envs_app.algorithms import MAIN_JOB_FREEZE
 from text_envs_app.bench_report import (  # noqa: F401  (the bench's public names, kept here)
     HACK_THRESHOLDS,
     RL_ROWS,
@@ -79,6 +80,12 @@ run took 333 s against PPO's 66 s on 2 CPU cores; ``rl-full`` and ``--methods`` 
 UNMASKED = "nlpo-unmasked"
 """The row of NLPO's trained model sampled without its top-p mask (beside ``nlpo``, sampled through it)."""
 
+RAFT_LR = 7e-5
+"""RAFT's learning rate in the ``main-job`` preset (the main job's layer trained, 8 samples per prompt, 73,728 tokens):
+the lowest of those tried that spends more KL than the main job's RLOO (seed 0, KL / reward: 5e-5 0.14 / 0.575,
+7e-5 0.27 / 0.582, 1e-4 0.49 / 0.603, 2e-4 1.67 / 0.676; RLOO 0.17 / 0.739), so RLOO is compared with RAFT at no
+more KL (``benchmarks/RESULTS.md`` section 19)."""
+
 CONTINUATION = BenchTask(
     "TextContinuation-v0", "continuation/sentiment", reward="sentiment", metrics=("sentiment-classifier",),
     decoding="sampled", filter_reward=0.5,
@@ -101,6 +108,15 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
     "rl-small": dict(envs=(CONTINUATION,), steps=8_192, n_envs=16, n_steps=64, eval_examples=1_000, eval_samples=8,
                      start_samples=32, best_of_n=4, seeds=10, kl_coefs=(0.05,), curve_points=5, curve_examples=32,
                      methods=COMPARED_METHODS),
+    # the main job's recipe (text-envs train's default on this task: RLOO, beta 0.5, 73,728 tokens, one layer trained)
+    # against the start model, best-of-n at its KL and RAFT at the same tokens, 10 seeds, 1,000 test prompts x 8
+    # samples: issue 23's headline comparison, about 40 minutes on 2 CPU cores. RAFT samples as many texts per
+    # prompt (8), trains the same layer and keeps the best text of each group (its own rule); its learning rate is
+    # the one of RESULTS.md section 19 that spends about the KL of RLOO
+    "main-job": dict(envs=(CONTINUATION,), steps=73_728, n_envs=32, n_steps=64, eval_examples=1_000, eval_samples=8,
+                     start_samples=16, best_of_n=2, seeds=10, kl_coefs=(0.5,), curve_points=0,
+                     methods=("sampled", "best-of-n", "raft", "rloo"),
+                     method_settings={"raft": dict(group_size=8, freeze=MAIN_JOB_FREEZE, learning_rate=RAFT_LR)}),
     # both new tasks, 10 seeds, three KL coefficients (the reward/KL frontier), 4x the budget: a GPU or a long run
     "rl-full": dict(envs=(CONTINUATION, FAITHFUL_SUMMARIZATION), steps=32_768, n_envs=32, n_steps=64,
                     eval_examples=1_000, eval_samples=8, start_samples=32, best_of_n=4, seeds=10,
@@ -145,6 +161,7 @@ def _config(method: str, task: BenchTask, seed: int, preset: dict[str, Any], kl_
                   eval_examples=preset["eval_examples"], reward=task.reward,
                   gym_kwargs=dict(task.env_kwargs) or None, device=preset.get("device", "cpu"),
                   model=preset.get("model"), dataset=preset.get("dataset"))
+    values.update(preset.get("method_settings", {}).get(method, {}))  # a preset's settings of one method
     values.update({} if kl_coef is None else {"kl_coef": kl_coef})
     if "n_steps" in preset:
         values["n_steps"] = preset["n_steps"]
@@ -449,6 +466,7 @@ def _run_task(task: BenchTask, methods: Sequence[str], coefs: Sequence[float], s
     and each curve point appended to ``curves``; returns the start model's pooled sampled rewards (None without
     ``eval_samples``)."""
     start = start_phase(task, seeds, preset, methods, log) if preset.get("eval_samples") else None
+    pooled = start.pooled() if start is not None else None
     start_value = None  # the start model's greedy curve value, the same for every RL run of the task
     for method in methods:
         if start is not None and method in ("sampled", "best-of-n"):
@@ -469,12 +487,28 @@ def _run_task(task: BenchTask, methods: Sequence[str], coefs: Sequence[float], s
                 if points and points[0][0] == 0:
                     start_value = points[0][1]
                 unmasked = table.pop(UNMASKED, None)
+                for t in (table, unmasked):
+                    if t is not None and start is not None and coef:
+                        t.update(gain_shares(t["reward"], t["kl"], coef, start.rewards[seed], pooled))
                 record(task, method, coef, seed, table)
                 if unmasked is not None:
                     record(task, UNMASKED, coef, seed, unmasked)
                 curves += [{"task": task.name, "method": method, "kl_coef": coef, "seed": seed, "tokens": t,
                             "reward": r} for t, r in points]
-    return start.pooled() if start is not None else None
+    return pooled
+
+
+def gain_shares(reward: float, kl: float, kl_coef: float, seed_rewards: np.ndarray, pooled_rewards: np.ndarray
+                ) -> dict[str, float]:
+    """A trained row's share of the gain in ``J = reward - kl_coef * KL`` that its start model leaves to take
+    (:func:`text_envs_app.frontier.compare_to_frontier`): ``gain_share`` against the limit estimated from its
+    seed's start-model samples (as ``text-envs train`` estimates it), ``gain_share_pooled`` from every seed's samples
+    of the same prompts. The limit's estimate (a log-mean-exp over the samples of a prompt) is low with few samples,
+    so the first share reads higher; the pooled one, on seeds x as many samples, is the closer reading."""
+    from text_envs_app.frontier import compare_to_frontier
+
+    return {"gain_share": compare_to_frontier(seed_rewards, kl_coef, reward, kl)["gain_share"],
+            "gain_share_pooled": compare_to_frontier(pooled_rewards, kl_coef, reward, kl)["gain_share"]}
 
 
 def format_label(method: str, kl_coef: float | None) -> str:

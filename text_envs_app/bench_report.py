@@ -1,6 +1,6 @@
 """``results.md`` and the plots of ``text-envs bench``: the per-method table (IQM [95% CI] over seeds), the paired
-comparisons against the best non-RL baseline, the reward-hacking flags, and ``results.png``, ``frontier.png``,
-``curves.png``.
+comparisons against the best non-RL baseline and against RAFT, the reward-hacking flags, and ``results.png``,
+``frontier.png``, ``curves.png``.
 
 Rows are the dicts :func:`text_envs_app.bench.run_benchmark` returns (one per run: ``task``, ``env``, ``method``,
 ``kl_coef``, ``seed``, the metric table, ``wall_s``).
@@ -126,6 +126,32 @@ def paired_comparisons(rows: list[dict[str, Any]], task: str, reps: int = BOOTST
     return out
 
 
+def raft_comparisons(rows: list[dict[str, Any]], task: str, reps: int = BOOTSTRAP_REPS
+                     ) -> dict[tuple[str, float | None], tuple[PairedComparison, float, float]]:
+    """Each RL row of ``task`` but RAFT's against RAFT (expert iteration) at the same KL coefficient, seed by seed.
+
+    The comparison is of reward; it is one at equal KL only where the row spends no more KL than RAFT (then RAFT,
+    whose reward rises with its KL along its training, would score no higher at the row's KL), which is why the
+    two mean KLs come with it.
+
+    :return: ``{(method, kl_coef): (reward difference, the row's mean KL, RAFT's mean KL)}`` over the seeds both
+        ran; empty without a RAFT row.
+    """
+    runs_of = groups(rows, task)
+    out = {}
+    for (method, coef), runs in runs_of.items():
+        raft = {r["seed"]: r for r in runs_of.get(("raft", coef), [])}
+        if method not in RL_ROWS or method == "raft" or not raft:
+            continue
+        pairs = [(r, raft[r["seed"]]) for r in runs if r["seed"] in raft]
+        if not pairs:
+            continue
+        diff = paired_difference([a["reward"] for a, _ in pairs], [b["reward"] for _, b in pairs], "raft", reps)
+        out[(method, coef)] = (diff, float(np.mean([a["kl"] for a, _ in pairs])),
+                               float(np.mean([b["kl"] for _, b in pairs])))
+    return out
+
+
 def hacking_flags(rows: list[dict[str, Any]], task: str) -> dict[tuple[str, float | None], list[str]]:
     """The :data:`HACK_THRESHOLDS` each trained row of ``task`` crosses against the start model's sampled row
     (means over seeds), as readable reasons (``"distinct-2 0.41x start"``); nothing without a sampled row."""
@@ -155,7 +181,7 @@ def hacking_flags(rows: list[dict[str, Any]], task: str) -> dict[tuple[str, floa
 
 # ---------------------------------------------------------------------------------------------- results.md
 _NOT_SHOWN = ("task", "env", "method", "kl_coef", "seed", "reward", "kl", "start_ppl", "gen_len", "wall_s", "eval_se",
-              "eval_texts", "best_of_n_at_kl", "train_tokens", "train_s")
+              "eval_texts", "best_of_n_at_kl", "train_tokens", "train_s", "gain_share", "gain_share_pooled")
 
 
 def _header(preset_name: str, preset: Mapping[str, Any], seeds: int, reps: int) -> list[str]:
@@ -192,7 +218,7 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: Mapping
         runs_of = groups(rows, task)
         first = next(iter(runs_of.values()))[0]
         shown = ["reward"] + [k for k in first if k not in _NOT_SHOWN and isinstance(first[k], (int, float))]
-        shown += ["kl", "start_ppl", "gen_len"]
+        shown += ["kl", "gain_share", "gain_share_pooled", "start_ppl", "gen_len"]
         shown = list(dict.fromkeys(k for k in shown if any(k in r for rs in runs_of.values() for r in rs)))
         flags = hacking_flags(rows, task)
         has_se = any("eval_se" in r for rs in runs_of.values() for r in rs)
@@ -215,6 +241,7 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: Mapping
             md.append(f"| {label(method, coef, several)} | {decoding_cell(runs)} | " + " | ".join(cells)
                       + f" | {rew.mean:.3f} ± {rew.std:.3f} |{se_cell} {wall:.1f} | {len(runs)} | {flag} |")
         md += _comparison_lines(rows, task, several, reps)
+        md += _raft_lines(rows, task, several, reps)
         md += _hacking_lines(rows, task, flags, several)
         coefs = list(dict.fromkeys(c for (m, c) in runs_of if m in RL_ROWS))
         for coef in coefs:
@@ -244,6 +271,22 @@ def _comparison_lines(rows: list[dict[str, Any]], task: str, several: bool, reps
     for (method, coef), c in comparisons.items():
         md.append(f"| {label(method, coef, several)} | {c.baseline} | {c.mean:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | "
                   f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}] | {c.verdict()} | {c.n} |")
+    return md
+
+
+def _raft_lines(rows: list[dict[str, Any]], task: str, several: bool, reps: int) -> list[str]:
+    comparisons = raft_comparisons(rows, task, reps)
+    if not comparisons:
+        return []
+    md = ["\n### Paired against RAFT\n",
+          "Per seed, the row's reward minus RAFT's (expert iteration: supervised steps on the best of its own "
+          "samples) at the same seed and KL coefficient; at equal KL where the row's mean KL is at most RAFT's.\n",
+          "| method | paired difference | P(row > RAFT) | verdict | KL row / RAFT | seeds |",
+          "|---|---:|---:|---|---:|---:|"]
+    for (method, coef), (c, kl, raft_kl) in comparisons.items():
+        verdict = c.verdict() + (", at no more KL" if kl <= raft_kl else ", spending more KL")
+        md.append(f"| {label(method, coef, several)} | {c.mean:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | "
+                  f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}] | {verdict} | {kl:.3f} / {raft_kl:.3f} | {c.n} |")
     return md
 
 

@@ -376,15 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "(hours on 2 CPU cores: a GPU); rl-full: it and TextSummarization-v0 with noisy "
                             "references (0.5*rouge-l+0.5*fact-precision), every method, 3 KL coefficients, 4x the "
                             "budget; hack: KL coefficients 0 and 0.01 for 10x rl-small's tokens, where the hacking "
-                            "metrics flag degenerate texts; small/full: the first presets (summarization against its "
+                            "metrics flag degenerate texts; main-job: the main job's recipe (RLOO, beta 0.5, "
+                            "73,728 tokens) against the start model, best-of-n and RAFT, 10 seeds, 1,000 prompts x 8 "
+                            "samples (about 40 minutes); small/full: the first presets (summarization against its "
                             "references, 3 seeds) (default: rl-small)")
     bench.add_argument("--seeds", type=int, default=None, metavar="N",
-                       help="seeds 0..N-1 (default: the preset's: 10 for rl-small and rl-full, 3 for hack, small "
+                       help="seeds 0..N-1 (default: the preset's: 10 for rl-small, rl-full and main-job, 3 for hack, small "
                             "and full)")
     bench.add_argument("--kl-coefs", type=_kl_coefs, default=None, metavar="B1,B2,...",
                        help="the RL methods' KL coefficients to the start model, one run each; two or more draw "
                             "the reward/KL frontier (default: the preset's: 0.05 for rl-small, 0.01,0.05,0.2 for "
-                            "rl-full, 0,0.01 for hack, 0.02 for small/full)")
+                            "rl-full, 0,0.01 for hack, 0.5 for main-job, 0.02 for small/full)")
     bench.add_argument("--device", default="cpu", help="torch device of every run: cpu, cuda, or auto (default: cpu)")
     bench.add_argument("--steps", type=int, default=None, metavar="N",
                        help="generated tokens per training run instead of the preset's (a shorter or longer bench)")
