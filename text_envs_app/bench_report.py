@@ -442,7 +442,13 @@ def _plot_objective(ax: Any, task: str, limit: np.ndarray, grid: np.ndarray,
         if method in RL_ROWS and kept:
             ax.plot([c for c, _, _ in kept], [r - c * k for c, k, r in kept], "o-", label=method,
                     color=method_color(method))
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a range under a decade
+    ticks = [t for t in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+             if grid.min() <= t <= grid.max()]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("β (KL coefficient)")
     ax.set_ylabel("J = reward - β KL")
     ax.set_title(f"{task}: the regularised objective", fontsize=9)
