@@ -269,9 +269,13 @@ def _comparison_lines(rows: list[dict[str, Any]], task: str, several: bool, reps
           "| method | baseline | paired difference | P(row > baseline) | verdict | seeds |",
           "|---|---|---:|---:|---|---:|"]
     for (method, coef), c in comparisons.items():
-        md.append(f"| {label(method, coef, several)} | {c.baseline} | {c.mean:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | "
-                  f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}] | {c.verdict()} | {c.n} |")
+        md.append(f"| {label(method, coef, several)} | {c.baseline} | {_paired_cells(c)} | {c.verdict()} | {c.n} |")
     return md
+
+
+def _paired_cells(c: PairedComparison) -> str:
+    """The paired difference [CI] and P(row > baseline) [CI] cells of a comparison's table line."""
+    return f"{c.mean:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | {c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}]"
 
 
 def _raft_lines(rows: list[dict[str, Any]], task: str, several: bool, reps: int) -> list[str]:
@@ -285,8 +289,8 @@ def _raft_lines(rows: list[dict[str, Any]], task: str, several: bool, reps: int)
           "|---|---:|---:|---|---:|---:|"]
     for (method, coef), (c, kl, raft_kl) in comparisons.items():
         verdict = c.verdict() + (", at no more KL" if kl <= raft_kl else ", spending more KL")
-        md.append(f"| {label(method, coef, several)} | {c.mean:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | "
-                  f"{c.poi:.2f} [{c.poi_low:.2f}, {c.poi_high:.2f}] | {verdict} | {kl:.3f} / {raft_kl:.3f} | {c.n} |")
+        md.append(f"| {label(method, coef, several)} | {_paired_cells(c)} | {verdict} | {kl:.3f} / {raft_kl:.3f} | "
+                  f"{c.n} |")
     return md
 
 
