@@ -112,7 +112,7 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
     # against the start model, best-of-n at its KL and RAFT at the same tokens, 10 seeds, 1,000 test prompts x 8
     # samples: issue 23's headline comparison, about 40 minutes on 2 CPU cores. RAFT samples as many texts per
     # prompt (8), trains the same layer and keeps the best text of each group (its own rule); its learning rate is
-    # the one of RESULTS.md section 19 that spends about the KL of RLOO
+    # the lowest of RESULTS.md section 19's that spends more KL than RLOO (RAFT_LR)
     "main-job": dict(envs=(CONTINUATION,), steps=73_728, n_envs=32, n_steps=64, eval_examples=1_000, eval_samples=8,
                      start_samples=16, best_of_n=2, seeds=10, kl_coefs=(0.5,), curve_points=0,
                      methods=("sampled", "best-of-n", "raft", "rloo"),
@@ -139,7 +139,8 @@ run), ``n_envs``, ``n_steps`` (tokens per env per rollout), ``eval_examples`` (t
 start model's samples per prompt and seed: at least ``eval_samples * best_of_n``), ``best_of_n`` (the best-of-n
 row's n), ``seeds`` (default number of seeds), ``kl_coefs`` (the RL methods' KL coefficients), ``curve_points``
 (evaluations on the curve, the start and the end included; 0: no curves), ``curve_examples`` (validation prompts
-of each), ``methods``; ``model`` and ``dataset`` (a preset that trains another model on other data: grue-imdb)."""
+of each), ``methods``; ``method_settings`` (``{method: TrainConfig settings}`` of one method, over the registry's);
+``model`` and ``dataset`` (a preset that trains another model on other data: grue-imdb)."""
 from text_envs_app.grue import grue_presets, override_preset  # noqa: E402  (beside the presets it adds to)
 
 BENCH_PRESETS.update(grue_presets())
