@@ -15,7 +15,7 @@ from typing import Any
 
 import torch as th
 
-__all__ = ["sample_tokens", "support_mask", "distribution_logits", "taken_log_probs_and_entropy",
+__all__ = ["LOG_ZERO", "sample_tokens", "support_mask", "distribution_logits", "taken_log_probs_and_entropy",
            "taken_log_probs_entropy_and_kl"]
 
 
@@ -173,10 +173,11 @@ def taken_log_probs_entropy_and_kl(logits: th.Tensor, actions: th.Tensor,
     return _TakenLogProbsEntropyAndKL.apply(logits, actions.long(), reference_log_p.detach())
 
 
-_LOG_ZERO = -1e4
-"""Where :func:`taken_log_probs_entropy_and_kl` clamps ``log p``: any lower value has ``p = exp(log p) = 0`` exactly in
-float32 and float64 alike (below about -104 and -745), so nothing changes but a masked token's log p, kept finite and
-small enough that the backward pass's products with the gradient's coefficients cannot overflow."""
+LOG_ZERO = -1e4
+"""Where :func:`taken_log_probs_entropy_and_kl` (and the evaluation's KL, ``text_envs_app.text_kl``) clamps ``log p``:
+any lower value has ``p = exp(log p) = 0`` exactly in float32 and float64 alike (below about -104 and -745), so
+nothing changes but a masked token's log p, kept finite and small enough that the backward pass's products with the
+gradient's coefficients cannot overflow."""
 
 
 class _TakenLogProbsEntropyAndKL(th.autograd.Function):
@@ -189,7 +190,7 @@ class _TakenLogProbsEntropyAndKL(th.autograd.Function):
                 reference_log_p: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         log_p = th.log_softmax(logits, -1)  # (B, V)
         log_prob = log_p.gather(-1, actions[:, None]).squeeze(-1)  # (B,)
-        log_p.clamp_(min=_LOG_ZERO)  # 0 * log 0 = 0 (a masked or -inf logit), as Categorical.entropy
+        log_p.clamp_(min=LOG_ZERO)  # 0 * log 0 = 0 (a masked or -inf logit), as Categorical.entropy
         p = th.exp(log_p)
         neg_entropy = th.einsum("bv,bv->b", p, log_p)  # row dot products: no (B, V) temporary
         kl = th.einsum("bv,bv->b", p, log_p.sub_(reference_log_p))  # log_p is not needed after: in place
@@ -201,14 +202,14 @@ class _TakenLogProbsEntropyAndKL(th.autograd.Function):
                  grad_kl: th.Tensor) -> tuple[th.Tensor, None, None]:
         logits, actions, reference_log_p, entropy, kl = ctx.saved_tensors
         if th.is_grad_enabled():  # create_graph: out of place, and H and K recomputed, so that this backward can be
-            log_p = th.log_softmax(logits, -1).clamp(min=_LOG_ZERO)  # differentiated too
+            log_p = th.log_softmax(logits, -1).clamp(min=LOG_ZERO)  # differentiated too
             p = log_p.exp()
             entropy, kl = -(p * log_p).sum(-1), (p * (log_p - reference_log_p)).sum(-1)
             constant = -grad_log_prob - grad_entropy * entropy - grad_kl * kl  # (B,)
             inner = log_p * (grad_kl - grad_entropy)[:, None] - reference_log_p * grad_kl[:, None] + constant[:, None]
             return (p * inner).scatter_add(-1, actions[:, None], grad_log_prob[:, None]), None, None
         constant = -grad_log_prob - grad_entropy * entropy - grad_kl * kl  # (B,)
-        log_p = th.log_softmax(logits, -1).clamp_(min=_LOG_ZERO)
+        log_p = th.log_softmax(logits, -1).clamp_(min=LOG_ZERO)
         p = th.exp(log_p)
         grad = log_p.mul_((grad_kl - grad_entropy)[:, None])  # log_p's buffer becomes the gradient
         grad.addcmul_(reference_log_p, -grad_kl[:, None])

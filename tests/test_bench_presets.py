@@ -353,4 +353,7 @@ def test_batched_kl_is_the_one_text_kl_and_zero_to_itself():
     np.testing.assert_allclose(sequence_kls(start, start, env, prompts, ids), 0.0, atol=1e-5)
     no_mask = sequence_kls(moved, start, env, prompts, ids, mask=(moved, None, 1.0))
     np.testing.assert_allclose(no_mask, together, rtol=1e-4, atol=1e-5)
+    # the models are left as they were given: no hook of the KL's backends stays on an LM head
+    assert not moved.get_output_embeddings()._forward_pre_hooks
+    assert not start.get_output_embeddings()._forward_pre_hooks
     env.close()

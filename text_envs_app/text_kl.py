@@ -36,7 +36,7 @@ def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], t
     import torch as th
 
     from lm_core.backends import make_backend
-    from lm_core.sampling import distribution_logits
+    from lm_core.sampling import LOG_ZERO, distribution_logits
 
     V = len(env.tokenizer)
     policy_backend, ref_backend = make_backend(model, V), make_backend(reference, V)
@@ -71,10 +71,13 @@ def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], t
                 logp = th.log_softmax(scores, -1).view(b, L, -1)  # (b, L, V); -inf outside a mask's support
                 logq = th.log_softmax(ref_backend.forward_sequences(p_ids, p_mask, tokens)[0].float()
                                       / temperature, -1)
-                p = logp.clamp_(min=-1e4).exp()  # exp(-1e4) = 0: outside the support p (log p - log q) = 0, not nan
+                p = logp.clamp_(min=LOG_ZERO).exp()  # exp(LOG_ZERO) = 0: outside the support p (log p - log q) = 0
                 per_token = logp.sub_(logq).mul_(p).sum(-1)  # (b, L); in place: no more (b, L, V) tensors
                 out[start:start + len(chunk)] = (per_token * mask).sum(-1).cpu().numpy()
     finally:
+        for backend in (policy_backend, ref_backend, mask_backend):
+            if backend is not None:
+                backend.remove_hook()  # each backend hooks its LM head; leave the models as they were given
         model.train(modes[0])
         reference.train(modes[1])
     return out
