@@ -80,6 +80,9 @@ run took 333 s against PPO's 66 s on 2 CPU cores; ``rl-full`` and ``--methods`` 
 UNMASKED = "nlpo-unmasked"
 """The row of NLPO's trained model sampled without its top-p mask (beside ``nlpo``, sampled through it)."""
 
+SETTINGS_FILE = "bench.json"
+"""The file in a bench's folder that records its preset, overrides, seeds, methods and KL coefficients."""
+
 RAFT_LR = 7e-5
 """RAFT's learning rate in the ``main-job`` preset (the main job's layer trained, 8 samples per prompt, 73,728 tokens):
 the lowest of those tried that spends more KL than the main job's RLOO (seed 0, KL / reward: 5e-5 0.14 / 0.575,
@@ -295,15 +298,15 @@ class StartSamples:
 
     def __init__(self) -> None:
         self.curves: dict[int, list[Any]] = {}
-        self.rewards: list[np.ndarray] = []  # (N, M) per seed
+        self.rewards: dict[int, np.ndarray] = {}  # seed -> (N, M)
         self.tables: dict[tuple[str, int], dict[str, Any]] = {}
 
     def pooled(self) -> np.ndarray:
-        """``(N, seeds * M)``: every seed's samples side by side (the frontier's estimate)."""
-        return np.concatenate(self.rewards, axis=1)
+        """``(N, seeds * M)``: every seed's samples side by side in seed order (the frontier's estimate)."""
+        return np.concatenate([self.rewards[s] for s in sorted(self.rewards)], axis=1)
 
 
-def start_phase(task: BenchTask, seeds: int, preset: dict[str, Any], methods: Sequence[str],
+def start_phase(task: BenchTask, seeds: Sequence[int], preset: dict[str, Any], methods: Sequence[str],
                 log: Callable[[str], Any] = print) -> StartSamples:
     """Sample the start model for every seed (:class:`StartSamples`); the ``sampled`` row scores the first
     ``eval_samples`` texts per prompt, the ``best-of-n`` row the best of each of ``eval_samples`` disjoint groups of
@@ -319,11 +322,11 @@ def start_phase(task: BenchTask, seeds: int, preset: dict[str, Any], methods: Se
     out = StartSamples()
     what = f"{S} sampled x {min(env.num_examples, cfg.eval_examples)} prompts"
     try:
-        for seed in range(seeds):
+        for seed in seeds:
             t0 = time.time()
             rows = sample_rows(start_lm, cfg, env, M, seed)
             rewards = np.array([r["rewards"] for r in rows])  # (N, M)
-            out.rewards.append(rewards)
+            out.rewards[seed] = rewards
             out.curves[seed] = best_of_n_curve(rewards, M)
             sampled_s = time.time() - t0
             if "sampled" in methods:
@@ -385,17 +388,19 @@ def _check_methods(methods: Sequence[str], preset: dict[str, Any], tasks: Sequen
 def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrite: bool = False,
                   methods: Sequence[str] | None = None, kl_coefs: Sequence[float] | None = None,
                   reps: int = BOOTSTRAP_REPS, device: str = "cpu", overrides: dict[str, Any] | None = None,
-                  log: Callable[[str], Any] = print) -> list[dict[str, Any]]:
+                  log: Callable[[str], Any] = print, first_seed: int = 0) -> list[dict[str, Any]]:
     """Every method on every task of a preset, with the same seeds and the same budget in generated tokens.
 
     :param preset_name: a key of :data:`BENCH_PRESETS`.
     :param out: the output folder (refused if it exists and is not empty, unless ``overwrite``).
-    :param seeds: seeds 0..seeds-1 (None: the preset's).
+    :param seeds: how many seeds: ``first_seed .. first_seed + seeds - 1`` (None: the preset's number).
     :param methods: a subset of :data:`ALL_METHODS`; None: the preset's.
     :param kl_coefs: the RL methods' KL coefficients, one run each (None: the preset's); two or more draw the
         reward/KL frontier.
     :param reps: bootstrap samples of each confidence interval.
     :param device: the torch device of every run: cpu, cuda or auto.
+    :param first_seed: the first seed; a bench split into parts (``--first-seed``, each part its own folder) is
+        joined by :func:`text_envs_app.bench_merge.merge_benchmarks`.
     :param overrides: replace the preset's ``model``, ``reward_model``, ``dataset``, ``steps``, ``n_envs``,
         ``n_steps`` or ``eval_examples`` (:func:`text_envs_app.grue.override_preset`; None values are ignored).
     :return: one dict per run: ``task``, ``env``, ``method``, ``kl_coef`` (None for methods that do not train by
@@ -414,9 +419,12 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
     preset = dict(override_preset(BENCH_PRESETS[preset_name], overrides), device=device)
     TrainConfig(device=device).check_device()
     tasks = tuple(_as_task(t) for t in preset["envs"])
-    seeds = int(preset.get("seeds", 5) if seeds is None else seeds)
-    if seeds < 1:
-        raise TextEnvsError(f"--seeds must be at least 1, got {seeds}.")
+    n_seeds = int(preset.get("seeds", 5) if seeds is None else seeds)
+    if n_seeds < 1:
+        raise TextEnvsError(f"--seeds must be at least 1, got {n_seeds}.")
+    if first_seed < 0:
+        raise TextEnvsError(f"--first-seed must be at least 0, got {first_seed}.")
+    seed_ids = tuple(range(first_seed, first_seed + n_seeds))
     methods = tuple(methods if methods is not None else preset.get("methods", BENCH_METHODS))
     _check_methods(methods, preset, tasks)
     coefs = _check_kl_coefs(kl_coefs if kl_coefs is not None else preset.get("kl_coefs", (DEFAULT_KL_COEF,)))
@@ -426,6 +434,10 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
         for task in tasks:  # a task that pays per token is refused before the output folder is made
             eval_env(_config("sampled", task, 0, preset, None)).close()
     out_dir = prepare_out(TrainConfig(out=out, overwrite=overwrite))
+    # what the bench ran, so that parts of it run apart can be checked and joined (text_envs_app.bench_merge)
+    (out_dir / SETTINGS_FILE).write_text(json.dumps(
+        {"preset": preset_name, "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+         "seeds": list(seed_ids), "methods": list(methods), "kl_coefs": list(coefs), "device": device}, indent=1))
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     start_rewards: dict[str, np.ndarray] = {}
@@ -441,9 +453,19 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
                          "wall_s")))
 
         for task in tasks:
-            pooled = _run_task(task, methods, coefs, seeds, preset, record, curves, log)
+            pooled = _run_task(task, methods, coefs, seed_ids, preset, record, curves, log)
             if pooled is not None:
                 start_rewards[task.name] = pooled
+    write_report(out_dir, rows, curves, start_rewards, preset_name, preset, tasks, coefs, len(seed_ids), reps, log)
+    return rows
+
+
+def write_report(out_dir: Path, rows: list[dict[str, Any]], curves: list[dict[str, Any]],
+                 start_rewards: dict[str, np.ndarray], preset_name: str, preset: dict[str, Any],
+                 tasks: Sequence[BenchTask], coefs: Sequence[float], seeds: int, reps: int = BOOTSTRAP_REPS,
+                 log: Callable[[str], Any] = print) -> None:
+    """Write a bench's ``results.csv``, ``curves.csv``, ``start_rewards.npz``, ``results.md`` and plots from its
+    rows (:func:`run_benchmark`'s return), curve points and the start model's pooled rewards per task."""
     _write_csv(out_dir / "results.csv", rows, ["task", "env", "method", "kl_coef", "seed"])
     _write_csv(out_dir / "curves.csv", curves, ["task", "method", "kl_coef", "seed", "tokens", "reward"])
     if start_rewards:
@@ -455,12 +477,12 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
     plot_frontier(rows, tasks, out_dir / "frontier.png", start_rewards or None, reps=reps)
     plot_curves(curves, tasks, coefs, out_dir / "curves.png", reps=reps)
     log(md)
-    written = "results.md, results.csv, curves.csv, runs.jsonl, results.png, frontier.png, curves.png"
+    written = "results.md, results.csv, curves.csv, runs.jsonl, bench.json, results.png, frontier.png, curves.png"
     log(f"wrote {out_dir}: {written}" + (", start_rewards.npz" if start_rewards else ""))
-    return rows
 
 
-def _run_task(task: BenchTask, methods: Sequence[str], coefs: Sequence[float], seeds: int, preset: dict[str, Any],
+def _run_task(task: BenchTask, methods: Sequence[str], coefs: Sequence[float], seeds: Sequence[int],
+              preset: dict[str, Any],
               record: Callable[..., None], curves: list[dict[str, Any]], log: Callable[[str], Any]
               ) -> np.ndarray | None:
     """Every run of one task, each row passed to ``record(task, method, kl_coef, seed, table)`` as it finishes
@@ -471,17 +493,17 @@ def _run_task(task: BenchTask, methods: Sequence[str], coefs: Sequence[float], s
     start_value = None  # the start model's greedy curve value, the same for every RL run of the task
     for method in methods:
         if start is not None and method in ("sampled", "best-of-n"):
-            for seed in range(seeds):
+            for seed in seeds:
                 record(task, method, None, seed, start.tables[(method, seed)])
             continue
         if start is not None and method == "greedy":  # deterministic: one evaluation serves every seed
             table = _bench_one("greedy", task, 0, preset)
             table["decoding"] = "greedy, the same texts for every seed"
-            for seed in range(seeds):
+            for seed in seeds:
                 record(task, method, None, seed, dict(table))
             continue
         for coef in coefs if method in RL_METHODS else (None,):
-            for seed in range(seeds):
+            for seed in seeds:
                 points: list[tuple[int, float]] = []
                 table = _bench_one(method, task, seed, preset, kl_coef=coef, curve=points, start_value=start_value,
                                    start_curve=start.curves[seed] if start is not None else None)

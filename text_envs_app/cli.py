@@ -252,7 +252,7 @@ def _bench(args: argparse.Namespace) -> int:
              "eval_examples": args.eval_examples}
     overrides = {k: v for k, v in given.items() if v is not None}  # the preset's own values for the rest
     run_benchmark(args.preset, args.out, seeds=args.seeds, overwrite=args.overwrite, methods=methods,
-                  kl_coefs=args.kl_coefs, device=args.device, overrides=overrides)
+                  kl_coefs=args.kl_coefs, device=args.device, overrides=overrides, first_seed=args.first_seed)
     return 0
 
 
@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="seeds 0..N-1 (default: the preset's: 10 for rl-small, rl-full and main-job, 3 for hack, small "
                             "and full)")
+    bench.add_argument("--first-seed", type=int, default=0, metavar="K",
+                       help="the first seed: seeds K..K+N-1 with --seeds N, to run a bench in parts (processes or "
+                            "machines, each its own --out) that text-envs bench-merge joins (default: 0)")
     bench.add_argument("--kl-coefs", type=_kl_coefs, default=None, metavar="B1,B2,...",
                        help="the RL methods' KL coefficients to the start model, one run each; two or more draw "
                             "the reward/KL frontier (default: the preset's: 0.05 for rl-small, 0.01,0.05,0.2 for "
