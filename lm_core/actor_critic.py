@@ -287,6 +287,29 @@ class LMActorCritic:
         raise TextEnvsError("this policy has no reference model: construct it with kl_coef > 0")
 
     @th.no_grad()
+    def reference_logits(self, batch: EpisodeBatch, tokens: th.Tensor | None = None) -> th.Tensor:
+        """The frozen reference's raw logits (N, V) at the batch's outputs, teacher-forced (one forward): the
+        reference model's, or a LoRA model's base (the trained model with its adapters disabled).
+
+        :param tokens: the batch's tokens cut to its last output (:func:`lm_core.episodes.trimmed_tokens`), or None
+        """
+        if self.reference_backend is not None:
+            return teacher_forced_outputs(self.reference_backend, batch, tokens)[0]
+        if getattr(self, "lora", None) is not None:
+            with self.model.disable_adapter():
+                return teacher_forced_outputs(self.backend, batch, tokens)[0]
+        raise TextEnvsError("this policy has no reference model: construct it with kl_coef > 0")
+
+    def reference_decoder(self) -> tuple[LMBackend, Any]:
+        """The backend that decodes as the frozen reference and the context to decode in: the reference model's
+        backend, or a LoRA model's own with its adapters disabled (``contextlib.nullcontext`` otherwise)."""
+        if self.reference_backend is not None:
+            return self.reference_backend, contextlib.nullcontext
+        if getattr(self, "lora", None) is not None:
+            return self.backend, self.model.disable_adapter
+        raise TextEnvsError("this policy has no reference model: construct it with kl_coef > 0")
+
+    @th.no_grad()
     def text_kl(self, reference_backend: LMBackend, prompt_ids: th.Tensor, prompt_mask: th.Tensor,
                 tokens: th.Tensor) -> float:
         """KL(pi || ref) of texts, exact over the vocabulary (:func:`lm_core.kl.sequence_kl`), summed over them: the

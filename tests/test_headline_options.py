@@ -173,3 +173,39 @@ def test_kept_reference_and_a_fresh_one_give_the_same_update(monkeypatch) -> Non
         weights.append([p.detach().clone() for p in model.policy.parameters()])
     for a, b in zip(*weights):
         assert th.allclose(a, b, atol=1e-6)
+
+
+def test_exact_kl_of_a_lora_model_is_to_its_base() -> None:
+    """A LoRA policy's reference is its base (the adapters disabled, no copy): kl_mode="exact" takes the base's full
+    distribution at every token, so the exact KL term is the KL to the weights before the adapters moved, and an
+    update trains the adapters only."""
+    pytest.importorskip("peft")
+    from lm_core.episodes import teacher_forced_outputs
+    from lm_core.kl import vocabulary_kl
+
+    model = RLOO(LLMPolicy, copy_env(), learning_rate=3e-3, beta=0.5, kl_mode="exact", n_epochs=2, batch_size=4,
+                 seed=0, policy_kwargs=dict(lora=dict(r=4, lora_alpha=8, target_modules=["q", "v"])))
+    model.set_logger(configure(None, []))
+    flat = [t for g in groups_by_hand(model, np.full((2, 4), 0.5)) for t in g]
+    with th.no_grad():
+        base = model.reference_log_softmax(flat)  # the adapters start at zero: the base and the policy agree
+        _, _, batch, kl_at_start = model.episode_log_probs_and_kl(flat, True)
+    assert float(kl_at_start.abs().max()) < 1e-6
+    gen = th.Generator().manual_seed(1)
+    with th.no_grad():  # move the adapters only
+        for name, p in model.policy.named_parameters():
+            if "lora_" in name:
+                p.add_(0.5 * th.randn(p.shape, generator=gen))
+    model.policy.reset_cache()
+    with th.no_grad():
+        th.testing.assert_close(model.reference_log_softmax(flat), base)  # still the base's, not the policy's
+        _, _, batch, token_kl = model.episode_log_probs_and_kl(flat, True)
+        own, _ = teacher_forced_outputs(model.policy.backend, batch)
+    assert float(token_kl.min()) > 1e-4  # the adapters moved the policy away from its base
+    th.testing.assert_close(token_kl, vocabulary_kl(model.policy.distribution_logits(own).float(), base))
+    names = {n for n, _ in model.policy.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.policy.named_parameters()}
+    model.learn(128)
+    moved = {n for n, p in model.policy.named_parameters() if not th.equal(before[n], p)}
+    assert moved and all("lora_" in n for n in moved) and moved <= names
+    assert np.isfinite(model.logger.name_to_value["train/kl"])

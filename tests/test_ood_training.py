@@ -108,6 +108,35 @@ def test_anchor_is_zero_at_the_reference_and_its_gradient_points_back():
                                                                        rel=1e-5)
 
 
+def test_anchor_of_a_lora_policy_is_its_base():
+    """With ``lora=...`` the anchor's reference is the base (the adapters disabled): zero at the start, the same
+    loss as against a policy whose reference is a frozen copy of those weights once the adapters move, and texts
+    sampled from the reference are the base's, not the adapted policy's."""
+    pytest.importorskip("peft")
+    anchor, plain = anchor_setup(sampler="reference")
+    env = gym.make("TextContinuation-v0", max_new_tokens=T).unwrapped
+    lora = LLMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=copy.deepcopy(plain.model),
+                     tokenizer=env.tokenizer, kl_coef=0.1, lora=dict(r=4, lora_alpha=8, target_modules=["q", "v"]))
+    texts = anchor.sample(lora, 0)
+    assert [t["tokens"].tolist() for t in texts] == [t["tokens"].tolist() for t in anchor.sample(plain, 0)]
+    assert abs(float(anchor.loss(lora, texts).detach())) < 1e-6
+    gen = th.Generator().manual_seed(0)
+    with th.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_" in name:
+                p.add_(0.5 * th.randn(p.shape, generator=gen))
+    lora.reset_cache()
+    assert [t["tokens"].tolist() for t in anchor.sample(lora, 0)] == [t["tokens"].tolist() for t in texts]
+    merged = copy.deepcopy(lora.model).merge_and_unload()  # the adapted weights as a plain model
+    with th.no_grad():
+        plain.model.load_state_dict(merged.state_dict())  # the same policy, its reference a frozen copy of the base
+    plain.reset_cache()
+    moved = anchor.loss(lora, texts)
+    assert float(moved.detach()) > 1e-3
+    # float32 either way, but W x + B (A x) against (W + B A) x: the two round differently (about 1e-5 relative)
+    th.testing.assert_close(moved, anchor.loss(plain, texts), rtol=1e-4, atol=0.0)
+
+
 def test_anchor_texts_are_seeded_and_leave_the_random_stream_alone():
     anchor, policy = anchor_setup()
     th.manual_seed(7)

@@ -4,6 +4,7 @@
     text-envs train --engine rllib [--algo ppo|impala|appo] [--num-env-runners N]      the same on Ray RLlib
     text-envs eval [MODEL] [--dataset FILE --prompt-field F] [--out DIR]                 a saved model's metrics
     text-envs bench [--preset small|rl-small] [--kl-coefs 0.01,0.05]                   algorithms side by side
+    text-envs bench-merge PART PART ... --out DIR                                     join a bench run in parts
     text-envs frontier [--env ID] [--model M] [--samples M] [--betas 1,0.5]         the reward/KL limit of a model
     text-envs demo [--env ID ...] [--seed N]                                            one episode of each env
 
@@ -256,6 +257,13 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_merge(args: argparse.Namespace) -> int:
+    from text_envs_app.bench_merge import merge_benchmarks
+
+    merge_benchmarks(args.parts, args.out, overwrite=args.overwrite)
+    return 0
+
+
 def _kl_coefs(text: str) -> list[float]:
     """argparse type of bench --kl-coefs: comma-separated numbers >= 0."""
     try:
@@ -410,6 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="grue-imdb: the reviews instead of the hub's imdb (a local .jsonl/.csv file with a text "
                             "column, split 80/10/10)")
     bench.set_defaults(func=_bench)
+    merge = sub.add_parser(
+        "bench-merge", help="join the folders of a bench run in parts (bench --first-seed) into one",
+        description="Join the --out folders of a bench run in parts (text-envs bench --first-seed K --seeds N, one "
+                    "part per process or machine) into one folder with the files a single bench over every seed "
+                    "writes: the rows, the start model's samples of every seed, gain_share_pooled against them, "
+                    "results.md and the plots over all seeds. The parts must share the preset, methods, KL "
+                    "coefficients and overrides, and run different seeds.")
+    merge.add_argument("parts", nargs="+", metavar="PART", help="a finished bench folder (two or more)")
+    merge.add_argument("--out", required=True, help="the joined bench folder")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    merge.set_defaults(func=_bench_merge)
     from text_envs_app.frontier import add_frontier_command
 
     add_frontier_command(sub, _add_config_flags, _config_values)

@@ -21,6 +21,7 @@ Shapes: ``M`` anchor prompts, ``B`` texts per update, ``P`` prompt length, ``T``
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,9 @@ class KLAnchor:
         ends at its EOS or at the budget), as :func:`~sb3_ext.algorithms.base.episode_batch`'s episodes."""
         rng = np.random.default_rng([self.seed, int(update)])
         rows = rng.choice(len(self.prompt_ids), size=self.texts, replace=False)
-        backend = policy.backend if self.sampler == "policy" else policy.reference_backend
+        # the reference decodes as the reference model, or as a LoRA model's base (its adapters disabled)
+        backend, context = (policy.backend, contextlib.nullcontext) if self.sampler == "policy" else (
+            policy.reference_decoder())
         decode = DecodeState(backend)  # its own KV cache: one shared one-token step per position
         device = policy.device
         p_ids = th.as_tensor(self.prompt_ids[rows], device=device)  # (B, P)
@@ -88,7 +91,7 @@ class KLAnchor:
         lengths = np.full(self.texts, self.max_new_tokens)
         training = policy.training
         policy.set_training_mode(False)  # as in a rollout (dropout off)
-        with th.random.fork_rng(devices=[]):
+        with th.random.fork_rng(devices=[]), context():
             th.manual_seed(int(rng.integers(2**62)))
             for t in range(self.max_new_tokens):
                 logits, _ = decode(p_ids, p_mask, gen, count)  # (B, V)
@@ -110,15 +113,13 @@ class KLAnchor:
     def loss(self, policy: Any, episodes: list[dict[str, Any]]) -> th.Tensor:
         """``coef`` times the mean over ``episodes`` of their exact KL(pi || ref) summed over their positions,
         differentiable in the policy (the reference's logits without gradient)."""
-        reference = getattr(policy, "reference_backend", None)
-        if reference is None:
-            raise TextEnvsError("the KL anchor needs the policy's frozen reference model (a LoRA policy's base is not "
-                                "supported): build the policy with a reference (kl_coef > 0) and without lora")
+        if getattr(policy, "reference_backend", None) is None and getattr(policy, "lora", None) is None:
+            raise TextEnvsError("the KL anchor needs the policy's frozen reference model: build the policy with a "
+                                "reference (kl_coef > 0) or with lora (its base is the reference)")
         batch = episode_batch(episodes, policy.device)
         tokens = trimmed_tokens(batch)
+        ref_logits = policy.reference_logits(batch, tokens)  # (N, V), no gradient; first: it toggles LoRA adapters
         logits, _ = teacher_forced_outputs(policy.backend, batch, tokens)  # (N, V)
-        with th.no_grad():
-            ref_logits, _ = teacher_forced_outputs(reference, batch, tokens)  # (N, V)
         token_kl = vocabulary_kl(policy.distribution_logits(logits).float(),
                                  policy.distribution_logits(ref_logits).float())  # (N,)
         return self.coef * token_kl.sum() / len(episodes)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
-from lm_core.episodes import EpisodeBatch, teacher_forced_outputs, trimmed_tokens
+from lm_core.episodes import EpisodeBatch, trimmed_tokens
 from lm_core.kl import kl_estimate
 from text_envs.errors import TextEnvsError, unknown_name
 
@@ -164,7 +164,7 @@ class PolicyGradientAlgorithm(GroupRolloutAlgorithm):
         """The frozen start model's log-probabilities over the vocabulary (N, V) at every token of ``episodes``
         (teacher-forced, the policy's temperature), float32."""
         batch = episode_batch(episodes, self.device)
-        logits, _ = teacher_forced_outputs(self.policy.reference_backend, batch, trimmed_tokens(batch))
+        logits = self.policy.reference_logits(batch, trimmed_tokens(batch))  # a LoRA model's base included
         return th.log_softmax(self.policy.distribution_logits(logits).float(), -1)
 
     def episode_log_probs_and_kl(self, episodes: list[Episode], exact_kl: bool,
