@@ -74,6 +74,41 @@ def test_optimum_limits():
     assert [p.beta for p in optimum_curve(rewards, [1.0, 0.5])] == [1.0, 0.5]
 
 
+@pytest.mark.parametrize("beta", [1e-4, 0.05, 0.5, 5.0])
+def test_corrected_objective_is_the_jackknife_of_the_plug_in(beta):
+    # M J*(all) - (M-1) mean_i J*(all but i), by deleting each sample in turn; at beta 1e-4 the leave-one-out sums
+    # without a prompt's best sample underflow unless summed apart, and ties at the maximum are kept
+    rng = np.random.default_rng(1)
+    rewards = np.vstack([rng.random((5, 6)), [[0.9, 0.9, 0.1, 0.2, 0.3, 0.4]], [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])
+    m = rewards.shape[1]
+    loo = np.mean([optimum(np.delete(rewards, i, axis=1), beta).objective for i in range(m)])
+    expected = m * optimum(rewards, beta).objective - (m - 1) * loo
+    assert optimum(rewards, beta).objective_corrected == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert math.isnan(optimum(rewards[:, :1], beta).objective_corrected)  # one sample: nothing to leave out
+
+
+def _plug_in_and_corrected_errors(beta: float, m: int) -> tuple[float, float, float]:
+    """Mean errors against the exact J* of the plug-in and the jackknife estimate, and the latter's standard error:
+    m samples per prompt from pi0 uniform over the four texts, 20 seeded blocks of 1,000 prompts."""
+    rng = np.random.default_rng(0)
+    objective = exact_optimum(beta)[2]
+    blocks = [optimum(TEXT_REWARDS[rng.integers(0, len(TEXT_REWARDS), size=(1_000, m))], beta) for _ in range(20)]
+    corrected = np.array([p.objective_corrected for p in blocks])
+    return (float(np.mean([p.objective for p in blocks])) - objective, float(corrected.mean()) - objective,
+            float(corrected.std(ddof=1) / math.sqrt(len(blocks))))
+
+
+def test_corrected_objective_removes_the_small_sample_bias():
+    # the main job's setting (beta 0.5, 16 samples): the plug-in is low by many standard errors, the jackknife not
+    plug_in, corrected, se = _plug_in_and_corrected_errors(0.5, 16)
+    assert plug_in < -8 * se and abs(corrected) < 4 * se
+    # a harder beta: what the jackknife leaves is second order, under a quarter of the plug-in's bias and falling
+    # faster with m (1/m^2 against 1/m)
+    errors = [_plug_in_and_corrected_errors(0.2, m)[:2] for m in (8, 16, 32)]
+    assert all(abs(c) < abs(p) / 4 for p, c in errors)
+    assert abs(errors[2][1]) < abs(errors[0][1]) / 8 and abs(errors[2][0]) > abs(errors[0][0]) / 8
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_best_of_n_unbiased_on_average(n):
     # the order-statistic estimate averaged over every 6-sample draw pattern equals E[max of n]; enumerate
@@ -179,7 +214,12 @@ def test_place_against_frontier_adds_rows():
     placed = compare_to_frontier(rewards, 0.5, model_reward=0.6, model_kl=0.1)
     reward, kl, objective = exact_optimum(0.5)
     assert placed["optimum_J"] == pytest.approx(objective) and placed["optimum_kl"] == pytest.approx(kl)
-    assert placed["gain_share"] == pytest.approx((0.6 - 0.05 - TEXT_REWARDS.mean()) / (objective - TEXT_REWARDS.mean()))
+    # the share is read against J* less the plug-in's small-sample bias (4 samples per prompt: the jackknife)
+    limit = optimum(rewards, 0.5).objective_corrected
+    assert placed["optimum_J_corrected"] == limit and limit > objective
+    assert placed["gain_share"] == pytest.approx((0.6 - 0.05 - TEXT_REWARDS.mean()) / (limit - TEXT_REWARDS.mean()))
+    one = compare_to_frontier(rewards[:, :1], 0.5, model_reward=0.6, model_kl=0.1)  # one sample: the plug-in
+    assert one["optimum_J_corrected"] == one["optimum_J"]
     with pytest.raises(TextEnvsError, match="frontier-samples"):
         TrainConfig(frontier_samples=1).validate()
 
@@ -200,8 +240,10 @@ def test_main_job_rows_against_the_start_models_samples():
     assert (kept["samples"], kept["prompts"], kept["beta"]) == (4, 3, 0.5)
     ppo = columns["ppo"]
     assert ppo["model_J"] == pytest.approx(0.7 - 0.5 * 0.2)
-    assert ppo["gain_share"] == pytest.approx(achievable_share(ppo["model_J"], kept["start_J"], kept["optimum_J"]))
+    assert ppo["gain_share"] == pytest.approx(achievable_share(ppo["model_J"], kept["start_J"],
+                                                               kept["optimum_J_corrected"]))
     assert columns["start"]["optimum_J"] == kept["optimum_J"] and columns["start"]["model_J"] == kept["start_J"]
+    assert columns["start"]["optimum_J_corrected"] == kept["optimum_J_corrected"]
     assert kept["models"]["ppo"]["best_of_n_at_kl"] == ppo["best_of_n_at_kl"]
     table = format_table(columns)
     assert all(f"| {k} |" in table for k in FRONTIER_KEYS if k not in ("start_J", "model_reward", "model_kl"))

@@ -15,6 +15,12 @@ weights ``w_j = exp(r_j / beta) / sum_k exp(r_k / beta)``:
   for that beta (the estimate then sits below the true optimum: a finite sample cannot show rewards it did
   not draw).
 
+**The bias of J*.** ``log mean_j exp(r_j / beta)`` is a concave function of a sample mean, so its estimate is low
+by about ``Var / (2 M mean^2)``: on the shipped model at beta 0.5, 16 samples per prompt read J* 0.0061 below 160
+samples. ``objective_corrected`` removes that first-order term with the jackknife (Quenouille's,
+``M J*(all) - (M-1) mean_i J*(all but i)``): 16 samples then read within 0.001 of 160. With very few samples at a
+small beta (ESS of a few) it can overshoot; it is the estimate the share of achievable gain is read against.
+
 **Best-of-n.** Draw ``n`` texts from ``pi0``, keep the one of highest reward. With the ``M`` rewards sorted
 ascending, ``r_(1) <= ... <= r_(M)``, the unbiased estimate (a U-statistic) of its expected reward is
 ``sum_{k=n}^{M} C(k-1, n-1) / C(M, n) * r_(k)`` for ``n <= M``; its KL to ``pi0`` is at most
@@ -57,6 +63,8 @@ class OptimumPoint:
     :param ess: mean over prompts of the weights' effective sample size (1..M).
     :param ess_min: the smallest per-prompt effective sample size.
     :param samples: M, the samples per prompt.
+    :param objective_corrected: ``J*`` with the jackknife's bias correction (NaN for M = 1): the plug-in
+        ``objective`` is low by O(1/M) (module docstring).
     """
 
     beta: float
@@ -66,6 +74,7 @@ class OptimumPoint:
     ess: float
     ess_min: float
     samples: int
+    objective_corrected: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -125,7 +134,28 @@ def optimum(rewards: Sequence[Sequence[float]] | np.ndarray, beta: float) -> Opt
     ess = 1.0 / (weights**2).sum(axis=1)  # (N,)
     return OptimumPoint(beta=beta, reward=float(reward.mean()), kl=float(kl.mean()),
                         objective=float(beta * log_z.mean()), ess=float(ess.mean()), ess_min=float(ess.min()),
-                        samples=int(r.shape[1]))
+                        samples=int(r.shape[1]), objective_corrected=_jackknife_objective(scaled, log_z, beta))
+
+
+def _jackknife_objective(scaled: np.ndarray, log_z: np.ndarray, beta: float) -> float:
+    """``beta * mean_x [M log Z(x) - (M-1) mean_i log Z_-i(x)]``, ``Z_-i`` the mean of ``exp(r / beta)`` without
+    sample ``i``. Each leave-one-out sum is the full sum less one term, except at a prompt's largest term, whose
+    others are summed apart (subtracting the term that dominates a sum would cancel to 0)."""
+    n, m = scaled.shape
+    if m < 2:
+        return float("nan")
+    rows = np.arange(n)
+    top_at = scaled.argmax(axis=1)  # (N,)
+    top = scaled[rows, top_at]  # (N,)
+    terms = np.exp(scaled - top[:, None])  # (N, M), the largest is 1
+    with np.errstate(divide="ignore"):  # the argmax's entry may cancel to log(0); it is replaced below
+        loo_log_sum = top[:, None] + np.log(terms.sum(axis=1, keepdims=True) - terms)  # (N, M)
+    others = scaled.copy()
+    others[rows, top_at] = -np.inf
+    second = others.max(axis=1)  # (N,)
+    loo_log_sum[rows, top_at] = second + np.log(np.exp(others - second[:, None]).sum(axis=1))
+    loo_log_z = loo_log_sum - math.log(m - 1)  # (N, M)
+    return float(beta * (m * log_z - (m - 1) * loo_log_z.mean(axis=1)).mean())
 
 
 def optimum_curve(rewards: Sequence[Sequence[float]] | np.ndarray, betas: Sequence[float]) -> list[OptimumPoint]:

@@ -229,7 +229,8 @@ def frontier_note(rows: dict[str, dict[str, float]]) -> str:
             "start column's model_J is its mean reward over those samples; model_reward: the trained model's mean "
             "reward over as many samples per prompt and model_kl its mean exact KL along them (both in its J); "
             "best_of_n_at_kl is best-of-n's reward at the model's KL; gain_share = (J(model) - J(start)) / "
-            "(J* - J(start)). `text-envs frontier` gives the whole curve.")
+            "(J* - J(start)) with J* = optimum_J_corrected (optimum_J less its small-sample bias, by the "
+            "jackknife). `text-envs frontier` gives the whole curve.")
 
 
 def decoding_note(rows: dict[str, dict[str, float]]) -> str:
