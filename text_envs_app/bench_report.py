@@ -439,7 +439,9 @@ def _plot_objective(ax: Any, task: str, limit: np.ndarray, grid: np.ndarray,
     """J*(β) of the start model's samples and each RL method's J = reward - β KL at its β (IQMs)."""
     from text_envs.frontier import optimum_curve
 
-    ax.plot(grid, [p.objective for p in optimum_curve(limit, grid)], "-", color="black", lw=1.5, label="J*(β)")
+    # J* less its small-sample bias (the jackknife), as every gain_share reads it
+    ax.plot(grid, [p.objective_corrected for p in optimum_curve(limit, grid)], "-", color="black", lw=1.5,
+            label="J*(β)")
     ax.axhline(float(limit.mean()), color="gray", ls=":", lw=1, label="J of the start model")
     for method, cells in points.items():
         kept = [(c, k.iqm, r.iqm) for c, k, r in cells if c]
