@@ -155,6 +155,11 @@ def _as_task(task: BenchTask | str) -> BenchTask:
     return task if isinstance(task, BenchTask) else BenchTask(task, task)
 
 
+def preset_tasks(preset: dict[str, Any]) -> tuple[BenchTask, ...]:
+    """A preset's ``envs`` as :class:`BenchTask` objects (an env id: a task of that env, named by it)."""
+    return tuple(_as_task(t) for t in preset["envs"])
+
+
 def _config(method: str, task: BenchTask, seed: int, preset: dict[str, Any], kl_coef: float | None):
     from text_envs_app.algorithms import SB3_ALGORITHMS, defaults
     from text_envs_app.config import TrainConfig
@@ -418,7 +423,7 @@ def run_benchmark(preset_name: str, out: str, seeds: int | None = None, overwrit
         raise unknown_name("preset", preset_name, BENCH_PRESETS)
     preset = dict(override_preset(BENCH_PRESETS[preset_name], overrides), device=device)
     TrainConfig(device=device).check_device()
-    tasks = tuple(_as_task(t) for t in preset["envs"])
+    tasks = preset_tasks(preset)
     n_seeds = int(preset.get("seeds", 5) if seeds is None else seeds)
     if n_seeds < 1:
         raise TextEnvsError(f"--seeds must be at least 1, got {n_seeds}.")

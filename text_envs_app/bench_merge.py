@@ -24,8 +24,8 @@ from text_envs_app.bench import (
     BOOTSTRAP_REPS,
     SETTINGS_FILE,
     UNMASKED,
-    _as_task,
     gain_shares,
+    preset_tasks,
     write_report,
 )
 from text_envs_app.grue import override_preset
@@ -127,7 +127,7 @@ def merge_benchmarks(parts: Sequence[str | Path], out: str, overwrite: bool = Fa
         raise TextEnvsError(f"bench-merge: preset {name!r} of {read[0]['folder']} is not one of this version's "
                             f"({', '.join(BENCH_PRESETS)}).")
     preset = dict(override_preset(BENCH_PRESETS[name], settings["overrides"]), device=settings["device"])
-    tasks = tuple(_as_task(t) for t in preset["envs"])
+    tasks = preset_tasks(preset)
 
     by_seed = _start_rewards_by_seed(read)
     start_rewards = {t.name: np.concatenate([by_seed[key][s] for s in seeds], axis=1)
