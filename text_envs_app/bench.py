@@ -106,8 +106,8 @@ imitates the references that score at least 0.99 against themselves (those witho
 
 BENCH_PRESETS: dict[str, dict[str, Any]] = {
     # every method at equal generated tokens, 10 seeds, 1,000 test prompts x 8 samples: the evaluation noise of a
-    # row is 0.0044 (VADER's reward varies within a prompt: 4 samples gave 0.0061, above the 0.005 aimed at). About
-    # 15 hours at the load measured on 2 shared CPU cores (docs/guides/benchmarks.md): a GPU, or a night
+    # row is 0.0044 (VADER's reward varies within a prompt: 4 samples gave 0.0061, above the 0.005 aimed at). 1 h 40 min
+    # on 2 CPU cores run in two parts of 5 seeds (--first-seed, bench-merge; benchmarks/RESULTS.md section 22)
     "rl-small": dict(envs=(CONTINUATION,), steps=8_192, n_envs=16, n_steps=64, eval_examples=1_000, eval_samples=8,
                      start_samples=32, best_of_n=4, seeds=10, kl_coefs=(0.05,), curve_points=5, curve_examples=32,
                      methods=COMPARED_METHODS),

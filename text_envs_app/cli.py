@@ -381,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--preset", default="rl-small", choices=tuple(BENCH_PRESETS),
                        help="rl-small: TextContinuation-v0 (sentiment), the start model, best-of-n, filtered "
                             "supervised and every RL method but trpo, 10 seeds, 1,000 test prompts x 8 samples "
-                            "(hours on 2 CPU cores: a GPU); rl-full: it and TextSummarization-v0 with noisy "
+                            "(1 h 40 min on 2 CPU cores in two parts: --first-seed); rl-full: it and "
+                            "TextSummarization-v0 with noisy "
                             "references (0.5*rouge-l+0.5*fact-precision), every method, 3 KL coefficients, 4x the "
                             "budget; hack: KL coefficients 0 and 0.01 for 10x rl-small's tokens, where the hacking "
                             "metrics flag degenerate texts; main-job: the main job's recipe (RLOO, beta 0.5, "
