@@ -279,12 +279,8 @@ class LMActorCritic:
         The reference's logits get the policy's temperature, so the KL compares like with like. A LoRA model's
         reference is its base (the adapters disabled).
         """
-        if self.reference_backend is not None:
-            return sequence_log_probs(self.reference_backend, batch, actions, self.temperature, chunk_episodes)
-        if getattr(self, "lora", None) is not None:
-            return sequence_log_probs(self.backend, batch, actions, self.temperature, chunk_episodes,
-                                      context=self.model.disable_adapter)
-        raise TextEnvsError("this policy has no reference model: construct it with kl_coef > 0")
+        backend, context = self.reference_decoder()
+        return sequence_log_probs(backend, batch, actions, self.temperature, chunk_episodes, context=context)
 
     @th.no_grad()
     def reference_logits(self, batch: EpisodeBatch, tokens: th.Tensor | None = None) -> th.Tensor:
@@ -293,16 +289,14 @@ class LMActorCritic:
 
         :param tokens: the batch's tokens cut to its last output (:func:`lm_core.episodes.trimmed_tokens`), or None
         """
-        if self.reference_backend is not None:
-            return teacher_forced_outputs(self.reference_backend, batch, tokens)[0]
-        if getattr(self, "lora", None) is not None:
-            with self.model.disable_adapter():
-                return teacher_forced_outputs(self.backend, batch, tokens)[0]
-        raise TextEnvsError("this policy has no reference model: construct it with kl_coef > 0")
+        backend, context = self.reference_decoder()
+        with context():
+            return teacher_forced_outputs(backend, batch, tokens)[0]
 
     def reference_decoder(self) -> tuple[LMBackend, Any]:
-        """The backend that decodes as the frozen reference and the context to decode in: the reference model's
-        backend, or a LoRA model's own with its adapters disabled (``contextlib.nullcontext`` otherwise)."""
+        """The backend that runs as the frozen reference and the context to run it in: the reference model's
+        backend (``contextlib.nullcontext``), or a LoRA model's own with its adapters disabled; the one place that
+        decides which (the reference's log-probs, logits and the KL anchor's reference texts)."""
         if self.reference_backend is not None:
             return self.reference_backend, contextlib.nullcontext
         if getattr(self, "lora", None) is not None:
