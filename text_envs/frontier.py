@@ -134,22 +134,23 @@ def optimum(rewards: Sequence[Sequence[float]] | np.ndarray, beta: float) -> Opt
     ess = 1.0 / (weights**2).sum(axis=1)  # (N,)
     return OptimumPoint(beta=beta, reward=float(reward.mean()), kl=float(kl.mean()),
                         objective=float(beta * log_z.mean()), ess=float(ess.mean()), ess_min=float(ess.min()),
-                        samples=int(r.shape[1]), objective_corrected=_jackknife_objective(scaled, log_z, beta))
+                        samples=int(r.shape[1]),
+                        objective_corrected=_jackknife_objective(scaled, top, unnorm, total, log_z, beta))
 
 
-def _jackknife_objective(scaled: np.ndarray, log_z: np.ndarray, beta: float) -> float:
+def _jackknife_objective(scaled: np.ndarray, top: np.ndarray, unnorm: np.ndarray, total: np.ndarray,
+                         log_z: np.ndarray, beta: float) -> float:
     """``beta * mean_x [M log Z(x) - (M-1) mean_i log Z_-i(x)]``, ``Z_-i`` the mean of ``exp(r / beta)`` without
-    sample ``i``. Each leave-one-out sum is the full sum less one term, except at a prompt's largest term, whose
-    others are summed apart (subtracting the term that dominates a sum would cancel to 0)."""
+    sample ``i``, from :func:`optimum`'s terms (``unnorm = exp(scaled - top)``, ``total`` its row sums). Each
+    leave-one-out sum is the full sum less one term, except at a prompt's largest term, whose others are summed
+    apart (subtracting the term that dominates a sum would cancel to 0)."""
     n, m = scaled.shape
     if m < 2:
         return float("nan")
     rows = np.arange(n)
     top_at = scaled.argmax(axis=1)  # (N,)
-    top = scaled[rows, top_at]  # (N,)
-    terms = np.exp(scaled - top[:, None])  # (N, M), the largest is 1
     with np.errstate(divide="ignore"):  # the argmax's entry may cancel to log(0); it is replaced below
-        loo_log_sum = top[:, None] + np.log(terms.sum(axis=1, keepdims=True) - terms)  # (N, M)
+        loo_log_sum = top + np.log(total - unnorm)  # (N, M)
     others = scaled.copy()
     others[rows, top_at] = -np.inf
     second = others.max(axis=1)  # (N,)

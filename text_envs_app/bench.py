@@ -155,6 +155,11 @@ def _as_task(task: BenchTask | str) -> BenchTask:
     return task if isinstance(task, BenchTask) else BenchTask(task, task)
 
 
+def start_rewards_key(task_name: str) -> str:
+    """A task's array name in ``start_rewards.npz`` (``continuation/sentiment`` -> ``continuation__sentiment``)."""
+    return task_name.replace("/", "__")
+
+
 def preset_tasks(preset: dict[str, Any]) -> tuple[BenchTask, ...]:
     """A preset's ``envs`` as :class:`BenchTask` objects (an env id: a task of that env, named by it)."""
     return tuple(_as_task(t) for t in preset["envs"])
@@ -474,7 +479,7 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], curves: list[dict[st
     _write_csv(out_dir / "results.csv", rows, ["task", "env", "method", "kl_coef", "seed"])
     _write_csv(out_dir / "curves.csv", curves, ["task", "method", "kl_coef", "seed", "tokens", "reward"])
     if start_rewards:
-        np.savez_compressed(out_dir / "start_rewards.npz", **{name.replace("/", "__"): r
+        np.savez_compressed(out_dir / "start_rewards.npz", **{start_rewards_key(name): r
                                                               for name, r in start_rewards.items()})
     md = format_results(rows, preset_name, preset, seeds, reps)
     (out_dir / "results.md").write_text(md)

@@ -26,6 +26,7 @@ from text_envs_app.bench import (
     UNMASKED,
     gain_shares,
     preset_tasks,
+    start_rewards_key,
     write_report,
 )
 from text_envs_app.grue import override_preset
@@ -131,11 +132,11 @@ def merge_benchmarks(parts: Sequence[str | Path], out: str, overwrite: bool = Fa
 
     by_seed = _start_rewards_by_seed(read)
     start_rewards = {t.name: np.concatenate([by_seed[key][s] for s in seeds], axis=1)
-                     for t in tasks if (key := t.name.replace("/", "__")) in by_seed}
+                     for t in tasks if (key := start_rewards_key(t.name)) in by_seed}
     rows = [row for part in read for row in part["rows"]]
     for row in rows:  # a part's pooled share knew only its own seeds' samples
         if "gain_share_pooled" in row and row["task"] in start_rewards:
-            seed_rewards = by_seed[row["task"].replace("/", "__")][row["seed"]]
+            seed_rewards = by_seed[start_rewards_key(row["task"])][row["seed"]]
             row.update(gain_shares(row["reward"], row["kl"], row["kl_coef"], seed_rewards, start_rewards[row["task"]]))
     order = _bench_order([t.name for t in tasks], settings["methods"], settings["kl_coefs"])
     rows.sort(key=lambda r: (*order(r), r["method"] == UNMASKED))  # the unmasked NLPO row follows its seed's NLPO row
