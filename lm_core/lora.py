@@ -81,4 +81,14 @@ def apply_lora(lm: nn.Module, lora: Any) -> nn.Module:
     except ImportError as e:  # pragma: no cover - peft is installed here
         raise TextEnvsError("lora=... needs peft: pip install peft") from e
     config = lora if isinstance(lora, LoraConfig) else LoraConfig(**dict(lora))
-    return get_peft_model(lm, config)
+    try:
+        return get_peft_model(lm, config)
+    except (ValueError, KeyError) as e:  # no target modules given for an architecture peft has no default for, or
+        # names that match no layer: say which linear layers the model has
+        linear = sorted({name.rsplit(".", 1)[-1] for name, m in lm.named_modules()
+                         if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"})
+        raise TextEnvsError(
+            f"LoRA could not be put on this model ({type(e).__name__}: {e}). Name the linear layers to adapt in "
+            f"target_modules (--lora-target-modules, comma separated); this model's are named "
+            f"{', '.join(linear[:12])}{' ...' if len(linear) > 12 else ''}."
+        ) from e

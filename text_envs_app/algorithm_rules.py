@@ -66,6 +66,26 @@ def check_settings(cfg: Any) -> None:
         raise TextEnvsError(f"--freeze names the model's submodules to leave untrained, comma separated (e.g. "
                             f"encoder,shared), for --algo {', '.join(FREEZE_ALGORITHMS)}; got {cfg.freeze!r} with "
                             f"--algo {cfg.algo}.")
+    check_lora(cfg)
     if cfg.filter_reward is not None and cfg.algo not in ("supervised", "raft"):
         raise TextEnvsError(f"--filter-reward is a setting of --algo supervised (the train references whose reward "
                             f"is at least T) and --algo raft (samples kept above T), not of --algo {cfg.algo}.")
+
+
+def check_lora(cfg: Any) -> None:
+    """Refuse LoRA settings that cannot be met: a rank below 1, --lora-alpha or --lora-target-modules without
+    --lora-r, and --freeze beside it (both choose what trains)."""
+    if cfg.lora_r is None:
+        given = [f"--{n.replace('_', '-')}" for n in ("lora_alpha", "lora_target_modules") if getattr(cfg, n) is not None]
+        if given:
+            raise TextEnvsError(f"{' and '.join(given)} shape LoRA adapters, which --lora-r turns on: add --lora-r R "
+                                "(e.g. 8), or leave them out.")
+        return
+    if cfg.lora_r < 1 or (cfg.lora_alpha is not None and cfg.lora_alpha < 1):
+        raise TextEnvsError(f"--lora-r and --lora-alpha must be at least 1, got {cfg.lora_r} and {cfg.lora_alpha}.")
+    if cfg.lora_target_modules is not None and not cfg.lora_config().get("target_modules"):
+        raise TextEnvsError(f"--lora-target-modules names linear layers, comma separated (e.g. q,v), got "
+                            f"{cfg.lora_target_modules!r}.")
+    if cfg.freeze is not None:
+        raise TextEnvsError(f"--freeze {cfg.freeze} and --lora-r {cfg.lora_r} both choose what trains (LoRA trains "
+                            "its adapters only, every weight of the model stays): leave one of them out.")

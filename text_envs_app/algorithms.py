@@ -100,7 +100,8 @@ def make_config(**values: Any):
     """A :class:`~text_envs_app.config.TrainConfig` of ``values`` laid over the registry's defaults for its env
     and algorithm (:func:`defaults`): what ``text-envs train`` builds from its flags. Without ``algo`` an env's
     default algorithm (:data:`text_envs_app.config.DEFAULT_ALGO`) is taken on ``--engine sb3``. With a ``model``
-    of the user's, a default ``freeze`` is dropped (its names are the shipped T5's submodules)."""
+    of the user's, a default ``freeze`` is dropped (its names are the shipped T5's submodules), and with ``lora_r``
+    (the adapters are what trains)."""
     from text_envs_app.config import DEFAULT_ALGO, TrainConfig
 
     fields = {f.name: f.default for f in TrainConfig.__dataclass_fields__.values()}
@@ -108,6 +109,8 @@ def make_config(**values: Any):
     algo = values.get("algo", DEFAULT_ALGO.get(env, fields["algo"]) if engine == "sb3" else fields["algo"])
     base = {"algo": algo, **defaults(env, algo)} if engine == "sb3" else {}
     if values.get("model") is not None:  # a default --freeze names the shipped T5's submodules: not another model's
+        base.pop("freeze", None)
+    if values.get("lora_r") is not None:  # LoRA chooses what trains itself (its adapters)
         base.pop("freeze", None)
     return TrainConfig(**{**base, **values})
 

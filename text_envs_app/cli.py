@@ -100,6 +100,7 @@ TRAIN_GROUPS: dict[str, tuple[str, ...]] = {
     "algorithm": ("group_size", "filter_reward", "n_steps", "batch_size", "n_epochs", "learning_rate", "gamma",
                   "gae_lambda", "clip_range", "ent_coef", "vf_coef", "value_mode", "value_lr_scale", "max_grad_norm",
                   "temperature", "top_p", "top_k", "target_kl", "freeze"),
+    "LoRA adapters (peft)": ("lora_r", "lora_alpha", "lora_target_modules"),
     "KL penalty and baseline": ("kl_coef", "kl_target", "kl_mode", "kl_anchor", "baseline"),
     "evaluation": ("eval_examples", "eval_split", "ood_split", "eval_decoding", "best_of_n", "frontier_samples",
                    "curve_points", "curve_examples", "compare_supervised", "supervised_lr"),

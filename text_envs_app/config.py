@@ -183,6 +183,15 @@ class TrainConfig:
     model reads them, on other wording too: guides/main_job.md, generalisation); dotted names reach deeper and '*'
     matches any part (decoder.block.*.layer.0: every decoder block's self-attention); None: every weight is
     trained"""
+    lora_r: int | None = None
+    """train LoRA adapters of this rank in place of the model's weights (Hu et al. 2021; needs peft: pip install
+    peft): the KL reference is the base model with its adapters disabled (no second copy of the model), and hf/
+    holds the merged model; None: the weights themselves train"""
+    lora_alpha: int | None = None
+    """LoRA's scale numerator (an adapter's update is scaled by lora_alpha / lora_r); None: 2 x --lora-r"""
+    lora_target_modules: str | None = None
+    """the linear layers that get adapters, comma separated (e.g. q,k,v,o); None: peft's default for the model's
+    architecture (T5: q,v; GPT-2: c_attn)"""
     top_p: float = 0.9
     """NLPO's nucleus mask"""
     temperature: float = 1.0
@@ -304,6 +313,7 @@ class TrainConfig:
         sb3_only = {"vec_env": "native", "value_lr_scale": 1.0, "kl_target": None, "target_kl": None,
                     "compare_supervised": False, "group_size": None, "filter_reward": None, "kl_anchor": 0.0,
                     "freeze": None,
+                    "lora_r": None, "lora_alpha": None, "lora_target_modules": None,
                     "kl_mode": None,
                     "trust_remote_code": False}  # RLlib's learners load the model without it
         given = [name for name, default in sb3_only.items() if getattr(self, name) != default]
@@ -383,6 +393,16 @@ class TrainConfig:
     def kl_coefficient(self) -> float:
         """``kl_coef``, or the env's default when None (see the field)."""
         return self.kl_coef if self.kl_coef is not None else DEFAULT_KL_COEF.get(self.env, 0.02)
+
+    def lora_config(self) -> dict[str, Any] | None:
+        """``peft.LoraConfig`` keywords of ``--lora-r``/``--lora-alpha``/``--lora-target-modules`` (None: no LoRA)."""
+        if self.lora_r is None:
+            return None
+        config: dict[str, Any] = dict(r=int(self.lora_r), lora_alpha=int(self.lora_alpha or 2 * self.lora_r),
+                                      lora_dropout=0.0)
+        if self.lora_target_modules is not None:
+            config["target_modules"] = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+        return config
 
     def decoding(self) -> str:
         """``eval_decoding``, or the env's default when None (see the field)."""

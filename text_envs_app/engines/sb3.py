@@ -92,6 +92,8 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
                                          value_mode=cfg.value_mode, value_lr_scale=cfg.value_lr_scale,
                                          trust_remote_code=cfg.trust_remote_code,
                                          save_reference=False)  # run folders rebuild it from the start model
+    if cfg.lora_config() is not None:
+        policy_kwargs["lora"] = cfg.lora_config()
     if cfg.algo == "nlpo":
         policy_kwargs.update(top_p=cfg.top_p, mask_source="policy_copy")
     common: dict[str, Any] = dict(
@@ -108,8 +110,10 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
 def starting_model(model: Any, cfg: TrainConfig):
     """The frozen starting weights (the policy's KL reference, or the model as given) for the KL column."""
     ref = getattr(model.policy, "reference_model", None)
-    if ref is not None:
+    if ref is not None and getattr(model.policy, "lora", None) is None:
         return ref
+    # a LoRA policy's reference is its own base with the adapters off: the evaluation reads the start model as a
+    # model of its own (loaded again), beside the policy it is compared with
     from lm_core.backends import default_model, load_model
 
     if cfg.model:
