@@ -36,7 +36,7 @@ def test_defaults_lie_under_the_given_values():
     assert algorithms.group_size(TrainConfig(algo="rloo")) == 4 and algorithms.group_size(TrainConfig()) == 1
     assert algorithms.make_config(algo="ppo") == TrainConfig()  # PPO on the main job: TrainConfig's own settings
     main = algorithms.make_config()  # the main job's default algorithm (config.DEFAULT_ALGO) with its settings
-    assert (main.algo, main.group_size, main.kl_coef, main.steps) == ("rloo", 8, 0.5, 73_728)
+    assert (main.algo, main.group_size, main.kl_coef, main.steps) == ("rloo", 8, 0.5, 122_880)
     assert algorithms.make_config(env="TextSummarization-v0").algo == "ppo"
     rllib = algorithms.make_config(env="TextCopy-v0", engine="rllib")  # RLlib runs take no SB3 defaults
     assert rllib.n_steps == TrainConfig().n_steps

@@ -87,7 +87,7 @@ def test_recorded_config_resolves_the_run_time_defaults():
     ppo = recorded_config(make_config(algo="ppo"))
     assert (ppo["kl_coef"], ppo["batch_size"], ppo["eval_decoding"], ppo["difficulty"]) == (0.5, 32 * 64, "sampled", 1)
     main_job = recorded_config(make_config())  # the main job's default: RLOO with the frontier's kl_coef
-    assert (main_job["algo"], main_job["kl_coef"], main_job["group_size"], main_job["steps"]) == ("rloo", 0.5, 8, 73_728)
+    assert (main_job["algo"], main_job["kl_coef"], main_job["group_size"], main_job["steps"]) == ("rloo", 0.5, 8, 122_880)
     assert ppo["threads"] == 1 and ppo["group_size"] == 1
     assert "num_env_runners" not in ppo and "num_learners" not in ppo
     grpo = recorded_config(make_config(env="TextCopy-v0", algo="grpo"))

@@ -387,8 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "references (0.5*rouge-l+0.5*fact-precision), every method, 3 KL coefficients, 4x the "
                             "budget; hack: KL coefficients 0 and 0.01 for 10x rl-small's tokens, where the hacking "
                             "metrics flag degenerate texts; main-job: the main job's recipe (RLOO, beta 0.5, "
-                            "73,728 tokens) against the start model, best-of-n and RAFT, 10 seeds, 1,000 prompts x 8 "
-                            "samples (about 40 minutes); small/full: the first presets (summarization against its "
+                            "122,880 tokens) against the start model, best-of-n and RAFT, 10 seeds, 1,000 prompts x "
+                            "8 samples (about 30 minutes on 2 CPU cores in two parts); small/full: the first presets "
+                            "(summarization against its "
                             "references, 3 seeds) (default: rl-small)")
     bench.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="seeds 0..N-1 (default: the preset's: 10 for rl-small, rl-full and main-job, 3 for hack, small "
