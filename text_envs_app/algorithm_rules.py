@@ -43,7 +43,7 @@ command line does not set)."""
 
 def check_settings(cfg: Any) -> None:
     """Refuse settings ``cfg.algo`` does not take, with the fix: ``--group-size`` needs the native vector env and
-    divides ``--n-envs``; ``--filter-reward`` is for ``supervised`` and ``raft``."""
+    divides ``--n-envs``; ``--filter-reward`` is for ``supervised`` and ``raft``; LoRA's (:func:`check_lora`)."""
     k = group_size(cfg)
     if k < 1:
         raise TextEnvsError(f"--group-size must be at least 1, got {k}.")
