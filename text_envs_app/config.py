@@ -185,8 +185,9 @@ class TrainConfig:
     trained"""
     lora_r: int | None = None
     """train LoRA adapters of this rank in place of the model's weights (Hu et al. 2021; needs peft: pip install
-    peft): the KL reference is the base model with its adapters disabled (no second copy of the model), and hf/
-    holds the merged model; None: the weights themselves train"""
+    peft): the KL penalty's reference is the base model with its adapters disabled (no second copy while training;
+    the evaluation loads the start model once more), and hf/ holds the merged model; None: the weights themselves
+    train"""
     lora_alpha: int | None = None
     """LoRA's scale numerator (an adapter's update is scaled by lora_alpha / lora_r); None: 2 x --lora-r"""
     lora_target_modules: str | None = None
