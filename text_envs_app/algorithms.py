@@ -111,9 +111,8 @@ def make_config(**values: Any):
     env, engine = values.get("env", fields["env"]), values.get("engine", fields["engine"])
     algo = values.get("algo", DEFAULT_ALGO.get(env, fields["algo"]) if engine == "sb3" else fields["algo"])
     base = {"algo": algo, **defaults(env, algo)} if engine == "sb3" else {}
-    if values.get("model") is not None:  # a default --freeze names the shipped T5's submodules: not another model's
-        base.pop("freeze", None)
-    if values.get("lora_r") is not None:  # LoRA chooses what trains itself (its adapters)
+    # a default --freeze names the shipped T5's submodules (not another model's), and LoRA trains its adapters
+    if values.get("model") is not None or values.get("lora_r") is not None:
         base.pop("freeze", None)
     return TrainConfig(**{**base, **values})
 

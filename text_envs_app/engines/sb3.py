@@ -92,8 +92,9 @@ def build_model(cfg: TrainConfig, venv: Any, tensorboard_log: str | None):
                                          value_mode=cfg.value_mode, value_lr_scale=cfg.value_lr_scale,
                                          trust_remote_code=cfg.trust_remote_code,
                                          save_reference=False)  # run folders rebuild it from the start model
-    if cfg.lora_config() is not None:
-        policy_kwargs["lora"] = cfg.lora_config()
+    lora = cfg.lora_config()
+    if lora is not None:
+        policy_kwargs["lora"] = lora
     if cfg.algo == "nlpo":
         policy_kwargs.update(top_p=cfg.top_p, mask_source="policy_copy")
     common: dict[str, Any] = dict(
