@@ -286,3 +286,52 @@ def test_a_models_kl_is_measured_along_its_own_samples():
     expected = sequence_kls(moved, start_lm, env, [r["prompt"] for r in rows for _ in range(4)],
                             [t for r in rows for t in r["token_ids"]])
     np.testing.assert_allclose(kls.ravel(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind, top_k", [("shipped", 5), ("gpt2", None), ("gpt2", 5)])
+def test_kls_summed_while_sampling_equal_the_teacher_forced_kls(kind, top_k):
+    """sample_texts(reference=...): each text's KL, summed token by token beside the sampler (an encoder-decoder,
+    its finished rows leaving both caches) or teacher-forced after it (a causal model), is sequence_kls' along the
+    same ids, a top-k sampler's renormalised distribution included; the texts are the draws made without it."""
+    import gymnasium as gym
+    import torch as th
+    from helpers import gpt2_config
+    from transformers import AutoModelForCausalLM
+
+    import text_envs  # noqa: F401
+    from lm_core.backends import default_model
+    from text_envs_app.frontier import sample_texts, sequence_kls
+
+    th.set_num_threads(1)
+    env = gym.make("TextContinuation-v0", split="ood", difficulty=1).unwrapped  # prompts of different widths
+    V = len(env.tokenizer)
+    if kind == "shipped":
+        model, reference = default_model(V)[0], default_model(V)[0]
+    else:  # prompt and text fit its positions
+        th.manual_seed(0)
+        model, reference = (AutoModelForCausalLM.from_config(gpt2_config(V, n_positions=128)) for _ in range(2))
+    with th.no_grad():
+        for p in reference.parameters():
+            p.add_(0.05 * th.randn_like(p))
+    model.eval(), reference.eval()
+    rows = sample_texts(model, env, range(6), samples=3, top_k=top_k, seed=2, reference=reference)
+    alone = sample_texts(model, env, range(6), samples=3, top_k=top_k, seed=2)
+    assert [r["token_ids"] for r in rows] == [r["token_ids"] for r in alone]
+    if kind == "shipped":  # texts of different lengths: rows left the batch at different steps
+        assert len({len(t) for r in rows for t in r["token_ids"]}) > 3
+    kls = np.array([k for r in rows for k in r["kls"]])
+    expected = sequence_kls(model, reference, env, [r["prompt"] for r in rows for _ in range(3)],
+                            [t for r in rows for t in r["token_ids"]], mask=(model, top_k, None) if top_k else None)
+    assert (kls > 0).all()
+    np.testing.assert_allclose(kls, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_length_sorted_batches_cover_every_text_once():
+    from text_envs_app.text_kl import length_sorted_batches
+
+    lengths = [5, 1, 48, 3, 3, 9, 2, 48, 7, 1]
+    batches = length_sorted_batches(lengths, batch=3, window=6)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in batches)
+    assert batches[:2] == [[1, 3, 4], [0, 5, 2]]  # the first window of six, shortest first (stable on ties)
+    assert [lengths[i] for i in batches[2]] == [1, 2, 7] and batches[3] == [7]

@@ -36,7 +36,7 @@ from text_envs.frontier import (
     optimum_curve,
 )
 from text_envs_app.evaluation import env_reward_name
-from text_envs_app.text_kl import sequence_kls
+from text_envs_app.text_kl import sequence_kls, token_kls
 
 DEFAULT_BETAS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05)
 """The KL coefficients of ``text-envs frontier`` when ``--betas`` is not given."""
@@ -47,8 +47,8 @@ BATCH_TEXTS = 512
 
 
 def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int = 0, progress: Callable[[int], None] | None = None
-                 ) -> list[dict[str, Any]]:
+                 top_k: int | None = None, seed: int = 0, progress: Callable[[int], None] | None = None,
+                 reference: Any = None) -> list[dict[str, Any]]:
     """``samples`` texts sampled from ``model`` for each of the env's examples ``indices``, scored by its reward.
 
     Pure sampling from the distribution the policy samples (``lm_core.sampling.distribution_logits``: the logits
@@ -61,8 +61,13 @@ def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, tem
     :param samples: M, texts per prompt.
     :param seed: seeds torch's generator for the call (the global random state is restored afterwards).
     :param progress: called with the number of texts finished after each batch.
+    :param reference: a model (e.g. the start model) to measure each text's exact KL to: ``sum_t KL(pi(.|s_t) ||
+        pi_ref(.|s_t))`` along the text, EOS included when written (:func:`text_envs_app.text_kl.sequence_kls`' value,
+        ``pi`` the distribution sampled). An encoder-decoder's reference decodes beside the model, one cached step per
+        token, so the model's forward is not run again; a causal model's texts are teacher-forced after sampling.
     :return: one dict per index: ``example_index``, ``prompt``, ``references``, ``texts`` (M), ``rewards`` (M),
-        ``gen_len`` (M, tokens without EOS), ``token_ids`` (M lists of the sampled ids, EOS dropped).
+        ``gen_len`` (M, tokens without EOS), ``token_ids`` (M lists of the sampled ids, EOS dropped), and with a
+        ``reference`` ``kls`` (M, nats).
     """
     import torch as th
 
@@ -72,9 +77,10 @@ def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, tem
     draw = _draw_seq2seq if getattr(model.config, "is_encoder_decoder", False) else _draw_causal
     prompts_per_batch = max(1, BATCH_TEXTS // samples)
     rows: list[dict[str, Any]] = []
-    saved_rng, was_training = th.get_rng_state(), model.training
+    saved_rng, modes = th.get_rng_state(), [(m, m.training) for m in (model, reference) if m is not None]
     th.manual_seed(seed)
-    model.eval()  # no dropout: the distribution itself
+    for m, _ in modes:
+        m.eval()  # no dropout: the distribution itself
     try:
         for at in range(0, len(indices), prompts_per_batch):
             batch = list(indices[at:at + prompts_per_batch])
@@ -85,71 +91,110 @@ def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, tem
             used = mask.sum(0) > 0  # drop the columns that are padding in every row
             ids, mask = ids[:, used].to(device), mask[:, used].to(device)
             with th.no_grad():
-                generated = draw(model, env, ids.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0),
-                                 temperature, top_k)  # b * M token lists, EOS dropped
+                generated, kls = draw(model, env, ids.repeat_interleave(samples, 0),
+                                      mask.repeat_interleave(samples, 0), temperature, top_k, reference)
+            if reference is not None and kls is None:  # a causal model: teacher-forced along its texts
+                kls = sequence_kls(model, reference, env, [p for p, _ in texts for _ in range(samples)], generated,
+                                   temperature, (model, top_k, None) if top_k else None)
             for k, (index, (prompt, refs)) in enumerate(zip(batch, texts)):
                 own = generated[k * samples:(k + 1) * samples]
                 rows.append({"example_index": int(index), "prompt": prompt, "references": list(refs),
                              "texts": [env.decode(t) for t in own], "gen_len": [len(t) for t in own],
                              "token_ids": own})
+                if kls is not None:
+                    rows[-1]["kls"] = [float(v) for v in kls[k * samples:(k + 1) * samples]]
             if progress is not None:
                 progress(len(batch) * samples)
     finally:
         th.set_rng_state(saved_rng)
-        model.train(was_training)
+        for m, was_training in modes:
+            m.train(was_training)
     _score(env, rows)
     return rows
 
 
-def _next_tokens(logits: Any, env: Any, temperature: float, top_k: int | None) -> Any:
-    """One draw per row from the policy's distribution: ``logits`` (B, >= V) -> (B,)."""
-    import torch as th
-
-    from lm_core.sampling import distribution_logits, sample_tokens
+def _distribution(logits: Any, env: Any, temperature: float, top_k: int | None) -> Any:
+    """The policy's distribution logits (B, V) from a model's logits (B, >= V): the action space, the temperature,
+    the model's own top-k."""
+    from lm_core.sampling import distribution_logits
 
     logits = logits[:, :len(env.tokenizer)]  # (B, V): the action space
-    scores = distribution_logits(logits, temperature, mask_logits=logits if top_k else None, top_k=top_k)
-    return sample_tokens(th.softmax(scores, -1))  # (B,)
+    return distribution_logits(logits, temperature, mask_logits=logits if top_k else None, top_k=top_k)
 
 
-def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, temperature: float, top_k: int | None
-                  ) -> list[list[int]]:
+def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, temperature: float, top_k: int | None,
+                  reference: Any = None) -> tuple[list[list[int]], Any]:
     """Sample one text per row of an encoder-decoder: the encoder once, then one cached decoder step per token
     for the rows still writing (a finished row leaves the batch and its cache: texts end at very different
-    lengths, and the longest would otherwise set the cost of all)."""
+    lengths, and the longest would otherwise set the cost of all). With a ``reference``, it steps beside the model
+    on the same tokens and each row's KL to it adds up token by token (:func:`text_envs_app.text_kl.token_kls`).
+
+    :return: the token lists (EOS dropped) and the (B,) KLs (None without a reference)."""
     import torch as th
-    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-    from transformers.modeling_outputs import BaseModelOutput
+
+    from lm_core.sampling import sample_tokens
 
     start = getattr(model.config, "decoder_start_token_id", None)
     start = start if start is not None else model.config.pad_token_id
-    encoded = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, P, H)
+    decoders = [_Decoder(model, ids, mask)] + ([_Decoder(reference, ids, mask)] if reference is not None else [])
     B = ids.shape[0]
     live = th.arange(B, device=ids.device)  # the original row of each row still writing
     tokens = th.full((B, env.max_new_tokens), -1, dtype=th.long, device=ids.device)  # (B, T); -1 after the end
+    kls = th.zeros(B, device=ids.device) if reference is not None else None
     last = th.full((B, 1), int(start), dtype=th.long, device=ids.device)
-    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())  # filled in place by each forward
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     for t in range(env.max_new_tokens):
-        out = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded), attention_mask=mask,
-                    decoder_input_ids=last, use_cache=True, **{cache_kw: cache})
-        token = _next_tokens(out.logits[:, -1], env, temperature, top_k)  # (b,)
+        scores = _distribution(decoders[0].step(last), env, temperature, top_k)
+        token = sample_tokens(th.softmax(scores, -1))  # (b,)
+        if kls is not None:
+            kls[live] += token_kls(scores, decoders[1].step(last)[:, :len(env.tokenizer)], temperature)
         tokens[live, t] = token
         writing = token != env.eos_token_id
         if not bool(writing.all()):  # sync: drop the finished rows
             keep = writing.nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
-            cache.batch_select_indices(keep)
-            encoded, mask, live, token = encoded[keep], mask[keep], live[keep], token[keep]
+            for decoder in decoders:
+                decoder.select(keep)
+            live, token = live[keep], token[keep]
         last = token[:, None]
-    return [[t for t in row if t >= 0 and t != env.eos_token_id] for row in tokens.tolist()]
+    return [[t for t in row if t >= 0 and t != env.eos_token_id] for row in tokens.tolist()], kls
 
 
-def _draw_causal(model: Any, env: Any, ids: Any, mask: Any, temperature: float, top_k: int | None
-                 ) -> list[list[int]]:
+class _Decoder:
+    """An encoder-decoder's incremental decoding of a batch: the encoder output, the cache, the rows kept."""
+
+    def __init__(self, model: Any, ids: Any, mask: Any):
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        from lm_core.decode_state import unique_rows
+
+        self.model, self.mask = model, mask
+        same = unique_rows(ids, mask)  # the M samples of a prompt share its encoder pass
+        first, inverse = same if same is not None else (slice(None), slice(None))
+        encoder = model.get_encoder()
+        self.encoded = encoder(input_ids=ids[first], attention_mask=mask[first]).last_hidden_state[inverse]  # (B, P, H)
+        self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())  # filled in place by each forward
+        self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def step(self, last: Any) -> Any:
+        """The next-token logits (b, >= V) after feeding ``last`` (b, 1)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=self.encoded), attention_mask=self.mask,
+                         decoder_input_ids=last, use_cache=True, **{self.cache_kw: self.cache})
+        return out.logits[:, -1]
+
+    def select(self, keep: Any) -> None:
+        """Keep only the rows ``keep`` (indices into the current rows)."""
+        self.cache.batch_select_indices(keep)
+        self.encoded, self.mask = self.encoded[keep], self.mask[keep]
+
+
+def _draw_causal(model: Any, env: Any, ids: Any, mask: Any, temperature: float, top_k: int | None,
+                 reference: Any = None) -> tuple[list[list[int]], None]:
     """Sample one text per row of a decoder-only model with ``generate`` (its own sampler, the same distribution:
-    temperature, top-k, and no token beyond the env's vocabulary)."""
+    temperature, top-k, and no token beyond the env's vocabulary). No KLs here (None): the caller teacher-forces
+    them."""
     from transformers import GenerationConfig
 
     V, width = len(env.tokenizer), int(model.get_output_embeddings().weight.shape[0])
@@ -167,7 +212,7 @@ def _draw_causal(model: Any, env: Any, ids: Any, mask: Any, temperature: float, 
     texts = []
     for row in out[:, ids.shape[1]:].tolist():
         texts.append(row[:row.index(env.eos_token_id)] if env.eos_token_id in row else row[:env.max_new_tokens])
-    return texts
+    return texts, None
 
 
 def _score(env: Any, rows: list[dict[str, Any]]) -> None:
@@ -251,7 +296,8 @@ def start_frontier(model: Any, cfg: Any, samples: int, progress: bool = False) -
 def sampled_rewards_and_kls(model: Any, cfg: Any, samples: int, reference: Any = None, progress: bool = False
                             ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(N, M)`` rewards of ``samples`` texts of ``model`` per evaluation prompt (as :func:`start_frontier`) and,
-    with a ``reference``, the ``(N, M)`` exact KLs of those texts to it (:func:`sequence_kls`; None without one).
+    with a ``reference``, the ``(N, M)`` exact KLs of those texts to it (measured while sampling, see
+    :func:`sample_texts`; None without one).
 
     A model's J = E[reward] - beta * E[KL] measured on the same texts: one text per prompt leaves a KL whose noise on
     200 prompts moves the gain share by about 0.05."""
@@ -262,12 +308,8 @@ def sampled_rewards_and_kls(model: Any, cfg: Any, samples: int, reference: Any =
     bar = _bar(n * samples, "sampling") if progress else None
     try:
         rows = sample_texts(model, env, range(n), samples, cfg.temperature, cfg.top_k, cfg.seed,
-                            bar.update if bar is not None else None)
-        kls = None
-        if reference is not None:
-            prompts = [r["prompt"] for r in rows for _ in r["token_ids"]]
-            ids = [t for r in rows for t in r["token_ids"]]
-            kls = sequence_kls(model, reference, env, prompts, ids, cfg.temperature).reshape(n, samples)
+                            bar.update if bar is not None else None, reference=reference)
+        kls = np.array([r["kls"] for r in rows]) if reference is not None else None
     finally:
         if bar is not None:
             bar.close()

@@ -9,16 +9,50 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KL_BATCH", "tokens_with_eos", "sequence_kls"]
+__all__ = ["KL_BATCH", "KL_WINDOW", "tokens_with_eos", "token_kls", "sequence_kls", "length_sorted_batches"]
 
 KL_BATCH = 64
 """Texts per teacher-forced forward of :func:`sequence_kls`."""
+KL_WINDOW = 4 * KL_BATCH
+"""Consecutive texts that :func:`sequence_kls` sorts by length before cutting them into forwards of ``KL_BATCH``:
+a batch is padded to its longest text, and a window of consecutive texts shares few prompts (their encoder runs
+once each)."""
 
 
 def tokens_with_eos(ids: Sequence[int], env: Any) -> list[int]:
     """A sampled text's ids as the episode wrote them: EOS appended unless the budget ended it."""
     ids = [int(t) for t in ids]
     return ids + [env.eos_token_id] if len(ids) < env.max_new_tokens else ids
+
+
+def length_sorted_batches(lengths: Sequence[int], batch: int = KL_BATCH, window: int = KL_WINDOW) -> list[list[int]]:
+    """Indices of ``lengths`` cut into batches of at most ``batch``, sorted by length within each ``window`` of
+    consecutive items: every index once. A forward costs its rows times its longest text; one text at the token
+    budget among short ones made the KL of texts worded unlike the training prompts cost 2.5x the texts' tokens."""
+    batches: list[list[int]] = []
+    for at in range(0, len(lengths), window):
+        ordered = sorted(range(at, min(at + window, len(lengths))), key=lambda i: lengths[i])
+        batches += [ordered[k:k + batch] for k in range(0, len(ordered), batch)]
+    return batches
+
+
+def token_kls(scores: Any, reference_logits: Any, temperature: float = 1.0) -> Any:
+    """``KL(pi(.|s) || pi_ref(.|s))`` of each row, exact over the vocabulary: what :func:`sequence_kls` sums along a
+    text and what sampling with a reference sums token by token (:func:`text_envs_app.frontier.sample_texts`).
+
+    :param scores: (B, V) the policy's distribution logits (:func:`lm_core.sampling.distribution_logits`: at the
+        temperature, -inf-like outside a mask's support).
+    :param reference_logits: (B, V) the reference model's raw logits, cut to the env's vocabulary.
+    :return: (B,) nats.
+    """
+    import torch as th
+
+    from lm_core.sampling import LOG_ZERO
+
+    logp = th.log_softmax(scores, -1)  # -inf outside a mask's support
+    logq = th.log_softmax(reference_logits.float() / temperature, -1)
+    p = logp.clamp_(min=LOG_ZERO).exp()  # exp(LOG_ZERO) = 0: outside the support p (log p - log q) = 0
+    return logp.sub_(logq).mul_(p).sum(-1)  # in place: no more (B, V) tensors
 
 
 def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], token_lists: Sequence[Sequence[int]],
@@ -36,7 +70,7 @@ def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], t
     import torch as th
 
     from lm_core.backends import make_backend
-    from lm_core.sampling import LOG_ZERO, distribution_logits
+    from lm_core.sampling import distribution_logits
 
     V = len(env.tokenizer)
     policy_backend, ref_backend = make_backend(model, V), make_backend(reference, V)
@@ -49,8 +83,7 @@ def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], t
     reference.eval()
     try:
         with th.no_grad():
-            for start in range(0, len(token_lists), KL_BATCH):
-                chunk = range(start, min(start + KL_BATCH, len(token_lists)))
+            for chunk in length_sorted_batches([len(t) for t in token_lists]):
                 encoded = [env.encode_prompt(prompts[i]) for i in chunk]
                 tokens_of = [tokens_with_eos(token_lists[i], env) for i in chunk]
                 L = max(1, max(len(t) for t in tokens_of))
@@ -68,12 +101,9 @@ def sequence_kls(model: Any, reference: Any, env: Any, prompts: Sequence[str], t
                     mask_logits = mask_backend.forward_sequences(p_ids, p_mask, tokens)[0].flatten(0, 1)
                 b = logits.shape[0]
                 scores = distribution_logits(logits.flatten(0, 1), temperature, mask_logits, top_k, top_p)
-                logp = th.log_softmax(scores, -1).view(b, L, -1)  # (b, L, V); -inf outside a mask's support
-                logq = th.log_softmax(ref_backend.forward_sequences(p_ids, p_mask, tokens)[0].float()
-                                      / temperature, -1)
-                p = logp.clamp_(min=LOG_ZERO).exp()  # exp(LOG_ZERO) = 0: outside the support p (log p - log q) = 0
-                per_token = logp.sub_(logq).mul_(p).sum(-1)  # (b, L); in place: no more (b, L, V) tensors
-                out[start:start + len(chunk)] = (per_token * mask).sum(-1).cpu().numpy()
+                reference_logits = ref_backend.forward_sequences(p_ids, p_mask, tokens)[0].flatten(0, 1)
+                per_token = token_kls(scores, reference_logits, temperature).view(b, L)
+                out[chunk] = (per_token * mask).sum(-1).cpu().numpy()
     finally:
         for backend in (policy_backend, ref_backend, mask_backend):
             if backend is not None:
