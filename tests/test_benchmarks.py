@@ -18,6 +18,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+import bench_frontier_kl  # noqa: E402
 import bench_scaling  # noqa: E402
 import bench_trl  # noqa: E402
 import bench_trpo  # noqa: E402
@@ -219,3 +220,11 @@ def test_bench_trpo_quick_same_update(capsys):
     assert np.linalg.norm(stock["params"].astype(np.float64) - ours["params"]) <= rounding + storage
     assert _finite_positive(stock["update_s"]) and _finite_positive(ours["update_s"])
     assert "stock / sb3_ext" in out
+
+
+def test_bench_frontier_kl_small_three_ways_agree(capsys):
+    rows = bench_frontier_kl.main(["--splits", "ood", "--prompts", "3", "--samples", "4"])
+    assert [r["way"] for r in rows] == ["before", "sorted KL", "while sampling"]
+    assert all(_finite_positive(r["seconds"]) and _finite_positive(r["speedup"]) for r in rows)
+    assert all(r["max_kl_difference"] < 1e-4 and r["mean_kl"] > 0 for r in rows)  # the same KLs, float rounding
+    assert "| ood | while sampling |" in capsys.readouterr().out
