@@ -99,8 +99,10 @@ def sampled_table(rows: list[dict[str, Any]], cfg: Any, env: Any, metrics: Seque
     if model is None:
         table["kl"] = 0.0
     else:
-        ids = [r["token_ids"][k] for k in range(S) for r in rows]
-        table["kl"] = float(sequence_kls(model, start_lm, env, prompts, ids, cfg.temperature, mask).mean())
+        # prompt-major: the S texts of a prompt share its encoder pass in sequence_kls' batches
+        ids = [r["token_ids"][k] for r in rows for k in range(S)]
+        by_prompt = [r["prompt"] for r in rows for _ in range(S)]
+        table["kl"] = float(sequence_kls(model, start_lm, env, by_prompt, ids, cfg.temperature, mask).mean())
     firsts = [{"prompt": r["prompt"], "prediction": r["texts"][0]} for r in rows]
     table["start_ppl"] = float(start_model_perplexity(start_lm, env, firsts))
     table["gen_len"] = float(np.mean([r["gen_len"][k] for r in rows for k in range(S)]))
