@@ -40,7 +40,7 @@ HACKING_METRICS = ("distinct-1", "distinct-2", "self-bleu", "mean_words", "repea
                    "sentiment-judge", "judge_disagreement")
 """Rows of the results table that catch reward hacking (text_envs.diversity.HACKING_METRICS, without importing it)."""
 FRONTIER_KEYS = ("optimum_reward", "optimum_kl", "optimum_J", "optimum_J_corrected", "start_J", "best_of_n_at_kl",
-                 "model_reward", "model_kl", "model_distinct-2", "model_validity", "model_J", "gain_share")
+                 "model_reward", "model_kl", "model_J", "gain_share")
 """Rows of the main job's table that place a trained model against its start model's limit (text_envs_app.frontier)."""
 TABLE_METRICS_BY_ENV = {"TextContinuation-v0": ("sentiment-classifier",)}
 """Metrics beside the reward in the results table, where the lexical ones against references say nothing: a

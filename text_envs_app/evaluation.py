@@ -103,23 +103,6 @@ def text_hacking_metrics(cfg: TrainConfig, generations: list[dict[str, Any]]) ->
                            env_reward_name(cfg))
 
 
-def samples_diversity(rows: list[dict[str, Any]], cfg: TrainConfig) -> dict[str, float]:
-    """``model_distinct-2`` (distinct bigrams over every text of ``rows``) and ``model_validity`` (where the env has
-    a check) of a model's M sampled texts per prompt (:func:`text_envs_app.frontier.sample_texts`' rows): the table's
-    distinct-2 and validity read one text per prompt, and on 200 prompts moved by 2-4% between two draws of the
-    same model. Compare columns of the same M only: distinct-n falls as the corpus grows."""
-    from text_envs.diversity import distinct_n
-    from text_envs.validity import has_validity_check, validity_share
-
-    texts = [t for r in rows for t in r["texts"]]
-    out = {"model_distinct-2": distinct_n(texts, 2)}
-    if has_validity_check(cfg.env):
-        share = validity_share(cfg.env, [r["prompt"] for r in rows for _ in r["texts"]], texts)
-        if share is not None:
-            out["model_validity"] = share
-    return out
-
-
 def _decode(policy: Any, cfg: TrainConfig, decoding: str, metrics: Sequence[str], progress: bool,
             per_example_metrics: bool) -> Any:
     """``text_envs.evaluation.evaluate`` of the held-out split, greedy or sampled, random states kept."""
@@ -245,8 +228,6 @@ def frontier_note(rows: dict[str, dict[str, float]]) -> str:
             "near the start model (pi0 exp(r / kl_coef), from the start model's samples on the same prompts); the "
             "start column's model_J is its mean reward over those samples; model_reward: the trained model's mean "
             "reward over as many samples per prompt and model_kl its mean exact KL along them (both in its J); "
-            "model_distinct-2 and model_validity: over those samples (the start column: over its own), steadier than "
-            "the one-text rows above; "
             "best_of_n_at_kl is best-of-n's reward at the model's KL; gain_share = (J(model) - J(start)) / "
             "(J* - J(start)) with J* = optimum_J_corrected (optimum_J less its small-sample bias, by the "
             "jackknife). `text-envs frontier` gives the whole curve.")

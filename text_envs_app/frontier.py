@@ -35,7 +35,7 @@ from text_envs.frontier import (
     optimum,
     optimum_curve,
 )
-from text_envs_app.evaluation import env_reward_name, samples_diversity
+from text_envs_app.evaluation import env_reward_name
 from text_envs_app.text_kl import sequence_kls, token_kls
 
 DEFAULT_BETAS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05)
@@ -301,27 +301,20 @@ def sampled_rewards_and_kls(model: Any, cfg: Any, samples: int, reference: Any =
 
     A model's J = E[reward] - beta * E[KL] measured on the same texts: one text per prompt leaves a KL whose noise on
     200 prompts moves the gain share by about 0.05."""
-    rows = sampled_rows(model, cfg, samples, reference, progress)
-    kls = np.array([r["kls"] for r in rows]) if reference is not None else None
-    return np.array([r["rewards"] for r in rows]), kls
-
-
-def sampled_rows(model: Any, cfg: Any, samples: int, reference: Any = None, progress: bool = False
-                 ) -> list[dict[str, Any]]:
-    """:func:`sample_texts`' rows for ``cfg``'s evaluation prompts (the first ``eval_examples`` of ``eval_split``),
-    sampled at ``cfg.temperature`` / ``cfg.top_k``, seeded by ``cfg.seed``; ``progress`` draws a bar."""
     import gymnasium as gym
 
     env = gym.make(cfg.env, split=cfg.eval_split, **cfg.env_kwargs()).unwrapped
     n = min(int(env.num_examples), int(cfg.eval_examples))
     bar = _bar(n * samples, "sampling") if progress else None
     try:
-        return sample_texts(model, env, range(n), samples, cfg.temperature, cfg.top_k, cfg.seed,
+        rows = sample_texts(model, env, range(n), samples, cfg.temperature, cfg.top_k, cfg.seed,
                             bar.update if bar is not None else None, reference=reference)
+        kls = np.array([r["kls"] for r in rows]) if reference is not None else None
     finally:
         if bar is not None:
             bar.close()
         env.close()
+    return np.array([r["rewards"] for r in rows]), kls
 
 
 def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str, float]], start: str = "start",
@@ -330,18 +323,15 @@ def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str,
     """Sample ``cfg.frontier_samples`` texts of the start model per evaluation prompt and add, in place, the optimum
     at ``cfg``'s KL coefficient to the ``start`` column (``optimum_reward``, ``optimum_kl``, ``optimum_J``,
     ``optimum_J_corrected``,
-    ``model_J`` = the start model's mean sampled reward, ``model_distinct-2`` / ``model_validity`` over its samples)
-    and, to every other column, ``model_J`` (its sampled reward - beta * its KL), ``best_of_n_at_kl`` and
-    ``gain_share``.
+    ``model_J`` = the start model's mean sampled reward) and, to every other column, ``model_J`` (its sampled reward
+    - beta * its KL), ``best_of_n_at_kl`` and ``gain_share``.
 
     A column's reward is one sampled text per prompt unless ``models`` has its Hugging Face model: that model then
     writes ``frontier_samples`` texts per prompt too (``model_reward``, their mean: the share's noise from one text
     per prompt is about as large as the share itself on 200 prompts) and its KL is the mean exact KL along those
     same texts (``model_kl``; the column's ``kl`` follows one text per prompt, whose noise moves the share by about
-    0.05), unless the run samples through a top-k / top-p mask (then the column's ``kl``); ``model_distinct-2`` and
-    ``model_validity`` read those texts (:func:`text_envs_app.evaluation.samples_diversity`: the one-text figures
-    moved by 2-4% between two draws on 200 prompts). Returns what results.json keeps; None when skipped
-    (``frontier_samples`` 0, a KL coefficient of 0 or a per-token task).
+    0.05), unless the run samples through a top-k / top-p mask (then the column's ``kl``). Returns what results.json keeps;
+    None when skipped (``frontier_samples`` 0, a KL coefficient of 0 or a per-token task).
     """
     from text_envs_app.algorithms import training_kl_coef  # the beta the run trains with, not the env's default
 
@@ -351,14 +341,13 @@ def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str,
     log(f"the start model's limit at kl_coef {beta:g}: {cfg.frontier_samples} sampled texts per "
         f"{cfg.eval_split} prompt ...")
     began = time.perf_counter()
-    start_rows = sampled_rows(start_lm, cfg, cfg.frontier_samples, progress=progress)
-    rewards = np.array([r["rewards"] for r in start_rows])
+    rewards = start_frontier(start_lm, cfg, cfg.frontier_samples, progress=progress)
     log(f"sampled {rewards.size:,} texts of the start model in {time.perf_counter() - began:.0f} s")
     sampled = cfg.decoding() == "sampled"  # greedy (or best-of-n) tables carry sampled_reward / sampled_kl
     kept: dict[str, Any] = {}
     point = compare_to_frontier(rewards, beta, float(rewards.mean()), 0.0)
     columns[start].update({k: point[k] for k in ("optimum_reward", "optimum_kl", "optimum_J", "optimum_J_corrected")},
-                          model_J=point["start_J"], **samples_diversity(start_rows, cfg))
+                          model_J=point["start_J"])
     for name, column in columns.items():
         if name == start:
             continue
@@ -369,11 +358,11 @@ def place_against_frontier(start_lm: Any, cfg: Any, columns: dict[str, dict[str,
         if name in (models or {}):
             began = time.perf_counter()
             exact_kl = cfg.top_k is None and cfg.algo != "nlpo"  # no top-k / top-p mask: pi is the model's own
-            rows = sampled_rows(models[name], cfg, cfg.frontier_samples, reference=start_lm if exact_kl else None)
-            reward = column["model_reward"] = float(np.mean([r["rewards"] for r in rows]))
-            if exact_kl:
-                kl = column["model_kl"] = float(np.mean([r["kls"] for r in rows]))
-            column.update(samples_diversity(rows, cfg))
+            own, kls = sampled_rewards_and_kls(models[name], cfg, cfg.frontier_samples,
+                                               reference=start_lm if exact_kl else None)
+            reward = column["model_reward"] = float(own.mean())
+            if kls is not None:
+                kl = column["model_kl"] = float(kls.mean())
             log(f"sampled {rewards.size:,} texts of {name} in {time.perf_counter() - began:.0f} s")
         if reward is None:
             continue
