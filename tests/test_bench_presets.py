@@ -83,6 +83,9 @@ def test_separated_and_overlapping_methods():
                               dict(steps=64, eval_examples=4), 5, reps=2000)
     assert "| ppo | " in md and "| greedy | " in md and "±" in md
     assert "best" in md and "worst a2c" in md and "do not overlap" in md
+    one_seed = bench.format_results([{**r, "kl": 0.0, "wall_s": 1.0} for r in rows if r["seed"] == 0], "demo",
+                                    dict(steps=64, eval_examples=4), 1, reps=2000)
+    assert "one seed: no interval to separate them" in one_seed and "do not overlap" not in one_seed
 
 
 @pytest.mark.skipif("not _rliable_works()", reason="rliable does not import here (it pins arch < 8, and arch 7 fails "

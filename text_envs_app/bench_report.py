@@ -249,7 +249,8 @@ def format_results(rows: list[dict[str, Any]], preset_name: str, preset: Mapping
             if sep is None:
                 continue
             (bname, b), (wname, w) = sep["best"], sep["worst"]
-            verdict = ("the intervals overlap: this budget does not separate them" if sep["overlap"]
+            verdict = ("one seed: no interval to separate them" if min(b.n, w.n) < 2
+                       else "the intervals overlap: this budget does not separate them" if sep["overlap"]
                        else "the intervals do not overlap: separated")
             md.append(f"\nRL methods at β={coef:g}: best {bname} {b.cell()}, worst {wname} {w.cell()}; {verdict}.")
     if flags_note := _thresholds_note(rows):

@@ -214,7 +214,10 @@ class PairedComparison:
         return self.low > 0.0 or self.high < 0.0
 
     def verdict(self) -> str:
-        """``better``, ``worse`` or ``not separated`` (the interval holds 0)."""
+        """``better``, ``worse`` or ``not separated`` (the interval holds 0); ``one seed: no interval`` when there is
+        a single seed (its bootstrap interval is the one difference itself, which says nothing about the spread)."""
+        if self.n < 2:
+            return "one seed: no interval"
         return "better" if self.low > 0.0 else "worse" if self.high < 0.0 else "not separated"
 
 
