@@ -210,8 +210,9 @@ class PairedComparison:
     n: int
 
     def excludes_zero(self) -> bool:
-        """Whether the difference's interval lies wholly above or wholly below 0."""
-        return self.low > 0.0 or self.high < 0.0
+        """Whether the difference's interval lies wholly above or wholly below 0 (never on one seed: see
+        :meth:`verdict`)."""
+        return self.n >= 2 and (self.low > 0.0 or self.high < 0.0)
 
     def verdict(self) -> str:
         """``better``, ``worse`` or ``not separated`` (the interval holds 0); ``one seed: no interval`` when there is
