@@ -136,7 +136,11 @@ def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, temperature: float,
 
     start = getattr(model.config, "decoder_start_token_id", None)
     start = start if start is not None else model.config.pad_token_id
-    decoders = [_Decoder(model, ids, mask)] + ([_Decoder(reference, ids, mask)] if reference is not None else [])
+    from lm_core.decode_state import unique_rows
+
+    same = unique_rows(ids, mask)  # the M samples of a prompt share its encoder pass
+    distinct = same if same is not None else (slice(None), slice(None))
+    decoders = [_Decoder(m, ids, mask, distinct) for m in (model, reference) if m is not None]
     B = ids.shape[0]
     live = th.arange(B, device=ids.device)  # the original row of each row still writing
     tokens = th.full((B, env.max_new_tokens), -1, dtype=th.long, device=ids.device)  # (B, T); -1 after the end
@@ -163,14 +167,13 @@ def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, temperature: float,
 class _Decoder:
     """An encoder-decoder's incremental decoding of a batch: the encoder output, the cache, the rows kept."""
 
-    def __init__(self, model: Any, ids: Any, mask: Any):
+    def __init__(self, model: Any, ids: Any, mask: Any, distinct: tuple[Any, Any]):
+        """:param distinct: ``(first, inverse)`` of the distinct rows of ``ids`` / ``mask``
+        (:func:`lm_core.decode_state.unique_rows`): the encoder runs on the distinct prompts only."""
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-        from lm_core.decode_state import unique_rows
-
         self.model, self.mask = model, mask
-        same = unique_rows(ids, mask)  # the M samples of a prompt share its encoder pass
-        first, inverse = same if same is not None else (slice(None), slice(None))
+        first, inverse = distinct
         encoder = model.get_encoder()
         self.encoded = encoder(input_ids=ids[first], attention_mask=mask[first]).last_hidden_state[inverse]  # (B, P, H)
         self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())  # filled in place by each forward
