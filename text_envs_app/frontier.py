@@ -90,9 +90,8 @@ def sample_texts(model: Any, env: Any, indices: Sequence[int], samples: int, tem
             mask = th.as_tensor(np.stack([m for _, m in arrays]))
             used = mask.sum(0) > 0  # drop the columns that are padding in every row
             ids, mask = ids[:, used].to(device), mask[:, used].to(device)
-            with th.no_grad():
-                generated, kls = draw(model, env, ids.repeat_interleave(samples, 0),
-                                      mask.repeat_interleave(samples, 0), temperature, top_k, reference)
+            with th.no_grad():  # b * M token lists, EOS dropped
+                generated, kls = draw(model, env, ids, mask, samples, temperature, top_k, reference)
             if reference is not None and kls is None:  # a causal model: teacher-forced along its texts
                 kls = sequence_kls(model, reference, env, [p for p, _ in texts for _ in range(samples)], generated,
                                    temperature, (model, top_k, None) if top_k else None)
@@ -122,12 +121,13 @@ def _distribution(logits: Any, env: Any, temperature: float, top_k: int | None) 
     return distribution_logits(logits, temperature, mask_logits=logits if top_k else None, top_k=top_k)
 
 
-def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, temperature: float, top_k: int | None,
+def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, samples: int, temperature: float, top_k: int | None,
                   reference: Any = None) -> tuple[list[list[int]], Any]:
-    """Sample one text per row of an encoder-decoder: the encoder once, then one cached decoder step per token
-    for the rows still writing (a finished row leaves the batch and its cache: texts end at very different
-    lengths, and the longest would otherwise set the cost of all). With a ``reference``, it steps beside the model
-    on the same tokens and each row's KL to it adds up token by token (:func:`text_envs_app.text_kl.token_kls`).
+    """Sample ``samples`` texts for each prompt row of an encoder-decoder: the encoder once per prompt, then one
+    cached decoder step per token for the texts still writing (a finished text leaves the batch and its cache: texts
+    end at very different lengths, and the longest would otherwise set the cost of all). With a ``reference``, it
+    steps beside the model on the same tokens and each text's KL to it adds up token by token
+    (:func:`text_envs_app.text_kl.token_kls`).
 
     :return: the token lists (EOS dropped) and the (B,) KLs (None without a reference)."""
     import torch as th
@@ -136,12 +136,8 @@ def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, temperature: float,
 
     start = getattr(model.config, "decoder_start_token_id", None)
     start = start if start is not None else model.config.pad_token_id
-    from lm_core.decode_state import unique_rows
-
-    same = unique_rows(ids, mask)  # the M samples of a prompt share its encoder pass
-    distinct = same if same is not None else (slice(None), slice(None))
-    decoders = [_Decoder(m, ids, mask, distinct) for m in (model, reference) if m is not None]
-    B = ids.shape[0]
+    decoders = [_Decoder(m, ids, mask, samples) for m in (model, reference) if m is not None]
+    B = ids.shape[0] * samples
     live = th.arange(B, device=ids.device)  # the original row of each row still writing
     tokens = th.full((B, env.max_new_tokens), -1, dtype=th.long, device=ids.device)  # (B, T); -1 after the end
     kls = th.zeros(B, device=ids.device) if reference is not None else None
@@ -167,15 +163,14 @@ def _draw_seq2seq(model: Any, env: Any, ids: Any, mask: Any, temperature: float,
 class _Decoder:
     """An encoder-decoder's incremental decoding of a batch: the encoder output, the cache, the rows kept."""
 
-    def __init__(self, model: Any, ids: Any, mask: Any, distinct: tuple[Any, Any]):
-        """:param distinct: ``(first, inverse)`` of the distinct rows of ``ids`` / ``mask``
-        (:func:`lm_core.decode_state.unique_rows`): the encoder runs on the distinct prompts only."""
+    def __init__(self, model: Any, ids: Any, mask: Any, samples: int):
+        """``ids`` / ``mask`` (b, P): the prompts, each encoded once and its output repeated for its ``samples``
+        texts (B = b * samples rows)."""
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-        self.model, self.mask = model, mask
-        first, inverse = distinct
-        encoder = model.get_encoder()
-        self.encoded = encoder(input_ids=ids[first], attention_mask=mask[first]).last_hidden_state[inverse]  # (B, P, H)
+        self.model, self.mask = model, mask.repeat_interleave(samples, 0)
+        encoded = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (b, P, H)
+        self.encoded = encoded.repeat_interleave(samples, 0)  # (B, P, H)
         self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())  # filled in place by each forward
         self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -193,11 +188,11 @@ class _Decoder:
         self.encoded, self.mask = self.encoded[keep], self.mask[keep]
 
 
-def _draw_causal(model: Any, env: Any, ids: Any, mask: Any, temperature: float, top_k: int | None,
+def _draw_causal(model: Any, env: Any, ids: Any, mask: Any, samples: int, temperature: float, top_k: int | None,
                  reference: Any = None) -> tuple[list[list[int]], None]:
-    """Sample one text per row of a decoder-only model with ``generate`` (its own sampler, the same distribution:
-    temperature, top-k, and no token beyond the env's vocabulary). No KLs here (None): the caller teacher-forces
-    them."""
+    """Sample ``samples`` texts for each prompt row of a decoder-only model with ``generate`` (its own sampler, the
+    same distribution: temperature, top-k, and no token beyond the env's vocabulary). No KLs here (None): the caller
+    teacher-forces them."""
     from transformers import GenerationConfig
 
     V, width = len(env.tokenizer), int(model.get_output_embeddings().weight.shape[0])
@@ -209,7 +204,8 @@ def _draw_causal(model: Any, env: Any, ids: Any, mask: Any, temperature: float, 
     saved = holder.generation_config
     holder.generation_config = config  # swapped, not overridden: generate() fills unset settings from it
     try:
-        out = model.generate(input_ids=ids, attention_mask=mask)
+        out = model.generate(input_ids=ids.repeat_interleave(samples, 0),
+                             attention_mask=mask.repeat_interleave(samples, 0))
     finally:
         holder.generation_config = saved
     texts = []
